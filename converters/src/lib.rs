@@ -1,0 +1,1 @@
+//! nodestamp converters library.

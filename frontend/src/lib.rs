@@ -1,0 +1,1 @@
+//! nodestamp frontend library.

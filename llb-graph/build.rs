@@ -1,0 +1,24 @@
+//! Compiles the protobuf subset in `proto/` without a system `protoc`: protox parses the files
+//! into a descriptor set, tonic-prost-build generates messages and the LLBBridge client from it.
+//! Maps become `BTreeMap` so that encoding is deterministic (sorted keys), which LLB digests need.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from("proto");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "proto"))
+        .collect();
+    files.sort();
+    println!("cargo:rerun-if-changed=proto");
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let fds = protox::compile(&files, [&dir])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .btree_map(".")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Typed, immutable builder for BuildKit LLB graphs.
+
+pub mod proto;
+
+pub use proto::pb;
