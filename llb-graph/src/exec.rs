@@ -138,6 +138,7 @@ pub struct Exec {
     mounts: Vec<Mount>,
     secret_env: Vec<(String, String)>,
     proxy: Option<pb::ProxyEnv>,
+    readonly_root: bool,
 }
 
 impl Exec {
@@ -179,6 +180,13 @@ impl Exec {
 
     pub fn mount(mut self, mount: Mount) -> Self {
         self.mounts.push(mount);
+        self
+    }
+
+    /// Mounts the root filesystem read-only: the step's outputs are then only its writable
+    /// mounts (a tools image writing into a mounted layer).
+    pub fn readonly_root(mut self) -> Self {
+        self.readonly_root = true;
         self
     }
 
