@@ -1,1 +1,2 @@
 //! nodestamp frontend library.
+pub mod gateway;

@@ -1,0 +1,355 @@
+//! The `LLBBridge` client: the calls a frontend run makes, typed for nodestamp.
+
+use std::collections::BTreeMap;
+
+use llb_graph::pb;
+use llb_graph::proto::moby::buildkit::v1::frontend as gw;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tonic::transport::Channel;
+
+use gw::llb_bridge_client::LlbBridgeClient;
+
+use super::{Caps, FrontendEnv, FrontendError, GatewayError, ImageResolveMode, transport};
+
+/// Gateway API cap: `Inputs` lists definitions passed to the frontend by the client or by a
+/// forwarding frontend.
+const CAP_FRONTEND_INPUTS: &str = "frontend.inputs";
+
+/// What the engine reported in its Ping reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pong {
+    pub caps: Caps,
+    /// Platforms of all workers, the first worker's native platform first.
+    pub platforms: Vec<pb::Platform>,
+}
+
+impl Pong {
+    /// The platform to build for when the client asked for none: the first worker's first one.
+    pub fn default_platform(&self) -> Option<&pb::Platform> {
+        self.platforms.first()
+    }
+
+    /// The one platform this run builds for: the `platform` option when given (a list of
+    /// several is refused: nodestamp builds one platform per run), else the worker's default.
+    pub fn target_platform(&self, env: &FrontendEnv) -> Result<pb::Platform, GatewayError> {
+        let mut requested = env.platforms()?;
+        match requested.len() {
+            0 => self
+                .default_platform()
+                .cloned()
+                .ok_or(GatewayError::NoPlatform),
+            1 => Ok(requested.remove(0)),
+            _ => Err(GatewayError::InvalidOption {
+                key: "platform",
+                value: env.platform().unwrap_or_default().to_owned(),
+                expected: "a single platform (nodestamp builds one platform per run)",
+            }),
+        }
+    }
+}
+
+/// A connection to BuildKit's `LLBBridge`. Cheap to clone; calls may run concurrently.
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    client: LlbBridgeClient<Channel>,
+}
+
+impl Bridge {
+    /// Connects over the process's stdin/stdout, as BuildKit expects of a gateway frontend.
+    pub async fn connect() -> Result<Self, GatewayError> {
+        Ok(Self::with_channel(transport::connect_stdio().await?))
+    }
+
+    /// A bridge over an already open channel.
+    pub fn with_channel(channel: Channel) -> Self {
+        let client = LlbBridgeClient::new(channel)
+            .max_decoding_message_size(transport::max_decoding_message_size());
+        Bridge { client }
+    }
+
+    /// The first call of every run: capabilities and workers.
+    pub async fn ping(&self) -> Result<Pong, GatewayError> {
+        let pong = self
+            .client
+            .clone()
+            .ping(gw::PingRequest {})
+            .await
+            .map_err(|s| GatewayError::rpc("BuildKit ping failed", s))?
+            .into_inner();
+        Ok(Pong {
+            caps: Caps::new(&pong.llb_caps, &pong.frontend_api_caps),
+            platforms: pong.workers.into_iter().flat_map(|w| w.platforms).collect(),
+        })
+    }
+
+    /// Definitions passed as frontend inputs, by name.
+    pub async fn inputs(&self) -> Result<BTreeMap<String, pb::Definition>, GatewayError> {
+        Ok(self
+            .client
+            .clone()
+            .inputs(gw::InputsRequest {})
+            .await
+            .map_err(|s| GatewayError::rpc("cannot list the frontend inputs", s))?
+            .into_inner()
+            .definitions)
+    }
+
+    /// Solves `def` lazily and returns the id of the resulting reference (the engine builds
+    /// it when it is first read or exported).
+    pub async fn solve(&self, def: pb::Definition) -> Result<String, GatewayError> {
+        let req = gw::SolveRequest {
+            definition: Some(def),
+            allow_result_return: true,
+            allow_result_array_ref: true,
+            ..gw::SolveRequest::default()
+        };
+        let resp = self
+            .client
+            .clone()
+            .solve(req)
+            .await
+            .map_err(|s| GatewayError::rpc("solve failed", s))?
+            .into_inner();
+        let id = match resp.result.and_then(|r| r.result) {
+            Some(gw::result::Result::Ref(r)) => r.id,
+            Some(gw::result::Result::RefDeprecated(id)) => id,
+            _ => resp.r#ref,
+        };
+        if id.is_empty() {
+            return Err(GatewayError::NoRef { call: "Solve" });
+        }
+        Ok(id)
+    }
+
+    /// Reads the file at `path` from a solved reference.
+    pub async fn read_file(&self, ref_id: &str, path: &str) -> Result<Vec<u8>, GatewayError> {
+        let req = gw::ReadFileRequest {
+            r#ref: ref_id.to_owned(),
+            file_path: path.to_owned(),
+            range: None,
+        };
+        Ok(self
+            .client
+            .clone()
+            .read_file(req)
+            .await
+            .map_err(|s| GatewayError::rpc(format!("cannot read {path}"), s))?
+            .into_inner()
+            .data)
+    }
+
+    /// Reads the spec the way the Dockerfile frontend reads its Dockerfile: from a `dockerfile`
+    /// frontend input when one was passed (unless `dockerfilekey` is set), otherwise from the
+    /// client's `dockerfile` local source, transferring only the spec file. Returns the file
+    /// name (for diagnostics) and its bytes.
+    pub async fn read_spec(
+        &self,
+        env: &FrontendEnv,
+        caps: &Caps,
+    ) -> Result<(String, Vec<u8>), GatewayError> {
+        let filename = env.filename().to_owned();
+        let mut def = None;
+        if !env.force_local_spec() && caps.has_frontend(CAP_FRONTEND_INPUTS) {
+            def = self.inputs().await?.remove(env.dockerfile_local_name());
+        }
+        let def = def.unwrap_or_else(|| local_spec_definition(env));
+        let ref_id = self.solve(def).await.map_err(|e| match e {
+            GatewayError::Rpc {
+                message, status, ..
+            } => GatewayError::Rpc {
+                context: format!("cannot load the build definition {filename}"),
+                message,
+                status,
+            },
+            other => other,
+        })?;
+        let data = self.read_file(&ref_id, &filename).await?;
+        Ok((filename, data))
+    }
+
+    /// Resolves an image reference to its manifest digest and OCI config JSON without pulling
+    /// layers. `mode` [`ImageResolveMode::Local`] prefers the engine's image store.
+    pub async fn resolve_image_config(
+        &self,
+        image_ref: &str,
+        platform: Option<&pb::Platform>,
+        mode: ImageResolveMode,
+    ) -> Result<(String, Vec<u8>), GatewayError> {
+        let req = gw::ResolveImageConfigRequest {
+            r#ref: image_ref.to_owned(),
+            platform: platform.cloned(),
+            resolve_mode: mode.as_str().to_owned(),
+            log_name: format!("[internal] load metadata for {image_ref}"),
+            ..gw::ResolveImageConfigRequest::default()
+        };
+        let resp = self
+            .client
+            .clone()
+            .resolve_image_config(req)
+            .await
+            .map_err(|s| GatewayError::rpc(format!("cannot resolve image {image_ref}"), s))?
+            .into_inner();
+        Ok((resp.digest, resp.config))
+    }
+
+    /// Ends the run with a result: solves `def` (BuildKit's `Return` only accepts ids of refs
+    /// it handed out) and returns it with `metadata` (e.g. `containerimage.config`).
+    pub async fn return_result(
+        &self,
+        def: pb::Definition,
+        metadata: BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), GatewayError> {
+        let id = self.solve(def).await?;
+        let result = gw::Result {
+            result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
+            metadata,
+        };
+        self.send_return(gw::ReturnRequest {
+            result: Some(result),
+            error: None,
+        })
+        .await
+    }
+
+    /// Ends the run with an error; with a spec location, `docker buildx build` prints the
+    /// spec lines around it.
+    pub async fn return_error(&self, err: &FrontendError) -> Result<(), GatewayError> {
+        self.send_return(gw::ReturnRequest {
+            result: None,
+            error: Some(err.to_status()),
+        })
+        .await
+    }
+
+    async fn send_return(&self, req: gw::ReturnRequest) -> Result<(), GatewayError> {
+        self.client
+            .clone()
+            .r#return(req)
+            .await
+            .map_err(|s| GatewayError::rpc("cannot return the result to BuildKit", s))?;
+        Ok(())
+    }
+}
+
+/// The definition of the `dockerfile` local source restricted to the spec file, with the
+/// attributes the Dockerfile frontend uses (session, followed paths, shared cache key hint, no
+/// differ), named `[internal] load build definition from <file>` in progress output.
+pub(crate) fn local_spec_definition(env: &FrontendEnv) -> pb::Definition {
+    let name = env.dockerfile_local_name();
+    let filename = env.filename();
+    let mut attrs = BTreeMap::new();
+    let mut caps = BTreeMap::from([("source.local".to_owned(), true)]);
+    if !env.session_id().is_empty() {
+        attrs.insert("local.session".to_owned(), env.session_id().to_owned());
+        caps.insert("source.local.sessionid".to_owned(), true);
+    }
+    let follow = serde_json::to_string(&[filename]).expect("a string list always serializes");
+    attrs.insert("local.followpaths".to_owned(), follow);
+    caps.insert("source.local.followpaths".to_owned(), true);
+    attrs.insert("local.sharedkeyhint".to_owned(), name.to_owned());
+    caps.insert("source.local.sharedkeyhint".to_owned(), true);
+    attrs.insert("local.differ".to_owned(), "none".to_owned());
+
+    let source = pb::Op {
+        op: Some(pb::op::Op::Source(pb::SourceOp {
+            identifier: format!("local://{name}"),
+            attrs,
+        })),
+        ..pb::Op::default()
+    };
+    let source_md = pb::OpMetadata {
+        description: BTreeMap::from([(
+            "llb.customname".to_owned(),
+            format!("[internal] load build definition from {filename}"),
+        )]),
+        caps,
+        ..pb::OpMetadata::default()
+    };
+    single_op_definition(source, source_md)
+}
+
+/// A definition whose result is output 0 of `op`: the op, then a bare op selecting it.
+pub fn single_op_definition(op: pb::Op, md: pb::OpMetadata) -> pb::Definition {
+    let op_bytes = op.encode_to_vec();
+    let op_digest = digest(&op_bytes);
+    let select = pb::Op {
+        inputs: vec![pb::Input {
+            digest: op_digest.clone(),
+            index: 0,
+        }],
+        ..pb::Op::default()
+    };
+    let select_bytes = select.encode_to_vec();
+    let select_md = pb::OpMetadata {
+        caps: BTreeMap::from([
+            ("constraints".to_owned(), true),
+            ("meta.description".to_owned(), true),
+            ("platform".to_owned(), true),
+        ]),
+        ..pb::OpMetadata::default()
+    };
+    pb::Definition {
+        metadata: BTreeMap::from([(op_digest, md), (digest(&select_bytes), select_md)]),
+        def: vec![op_bytes, select_bytes],
+        source: None,
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_source_reads_only_the_spec_from_the_dockerfile_local() {
+        let env = FrontendEnv::from_vars([
+            ("BUILDKIT_SESSION_ID", "s1"),
+            ("BUILDKIT_FRONTEND_OPT_0", "filename=my.yaml"),
+        ]);
+        let def = local_spec_definition(&env);
+        assert_eq!(def.def.len(), 2);
+        let op = pb::Op::decode(def.def[0].as_slice()).unwrap();
+        let Some(pb::op::Op::Source(src)) = op.op else {
+            panic!("not a source op: {op:?}")
+        };
+        assert_eq!(src.identifier, "local://dockerfile");
+        let attr = |k: &str| src.attrs.get(k).map(String::as_str);
+        assert_eq!(attr("local.session"), Some("s1"));
+        assert_eq!(attr("local.followpaths"), Some(r#"["my.yaml"]"#));
+        assert_eq!(attr("local.sharedkeyhint"), Some("dockerfile"));
+        assert_eq!(attr("local.differ"), Some("none"));
+
+        // The last op selects output 0 of the source, by the digest of its exact bytes.
+        let last = pb::Op::decode(def.def[1].as_slice()).unwrap();
+        assert!(last.op.is_none());
+        let src_digest = digest(&def.def[0]);
+        assert_eq!(
+            last.inputs,
+            vec![pb::Input {
+                digest: src_digest.clone(),
+                index: 0
+            }]
+        );
+        assert_eq!(
+            def.metadata[&src_digest].description["llb.customname"],
+            "[internal] load build definition from my.yaml"
+        );
+        assert!(def.metadata.contains_key(&digest(&def.def[1])));
+    }
+
+    #[test]
+    fn dockerfilekey_renames_the_spec_source() {
+        let env = FrontendEnv::from_vars([("BUILDKIT_FRONTEND_OPT_0", "dockerfilekey=spec")]);
+        let op = pb::Op::decode(local_spec_definition(&env).def[0].as_slice()).unwrap();
+        let Some(pb::op::Op::Source(src)) = op.op else {
+            panic!("not a source op")
+        };
+        assert_eq!(src.identifier, "local://spec");
+        assert_eq!(src.attrs["local.sharedkeyhint"], "spec");
+        assert!(!src.attrs.contains_key("local.session"));
+    }
+}

@@ -1,0 +1,24 @@
+//! The BuildKit gateway side of the frontend: what BuildKit tells us through the environment
+//! ([`FrontendEnv`]), the gRPC conversation with its `LLBBridge` service over our stdin/stdout
+//! ([`Bridge`]), and the errors we hand back so that `docker buildx build` shows the spec lines
+//! around a failure ([`FrontendError`]).
+//!
+//! A frontend run is always the same conversation:
+//!
+//! ```text
+//! Ping → (Inputs) → Solve(local://dockerfile) → ReadFile(node.yaml) → … → Solve(result) → Return
+//! ```
+
+mod bridge;
+mod caps;
+mod env;
+mod error;
+mod transport;
+
+pub use bridge::{Bridge, Pong, single_op_definition};
+pub use caps::{Caps, MissingCapError};
+pub use env::{
+    DEFAULT_CONTEXT_LOCAL_NAME, DEFAULT_DOCKERFILE_LOCAL_NAME, DEFAULT_SPEC_FILENAME, FrontendEnv,
+    ImageResolveMode, parse_platform,
+};
+pub use error::{FrontendError, GatewayError, SOURCE_TYPE_URL, SourceRange, SpecLocation};

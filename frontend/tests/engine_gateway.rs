@@ -1,0 +1,139 @@
+//! Engine tests of the gateway conversation: the real Docker Engine BuildKit runs the frontend
+//! image (`$FRONTEND_IMAGE`, default `nodestamp/frontend:dev`, built by `hack/build-frontend`)
+//! through `docker buildx build`. Run with `cargo test -- --ignored` (hack/test does).
+//!
+//! NOTE: until `nodestamp_frontend::build` exists, the frontend's temporary flow returns
+//! `debian:bookworm` with its resolved config plus the label `dev.nodestamp.gateway=temporary`,
+//! and fails on a spec line containing `fail-here`; these tests assert exactly that.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn frontend_image() -> String {
+    std::env::var("FRONTEND_IMAGE").unwrap_or_else(|_| "nodestamp/frontend:dev".to_owned())
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("cannot run docker")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes `body` under a `# syntax=` line to `dir/name`.
+fn write_spec(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("# syntax={}\n{body}", frontend_image())).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn unique_tag(test: &str) -> String {
+    format!("nodestamp-test/{test}:{}", std::process::id())
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn builds_an_image_through_the_gateway() {
+    let ctx = tempfile::tempdir().unwrap();
+    // Not the default name: the frontend must honour the `filename` option.
+    let spec = write_spec(ctx.path(), "edge.yaml", "version: 1\nname: edge\n");
+    let tag = unique_tag("gateway-ok");
+    let out = docker(&[
+        "buildx",
+        "build",
+        "--progress=plain",
+        "--target",
+        "node",
+        "-f",
+        &spec,
+        "-t",
+        &tag,
+        ctx.path().to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "build failed:\n{log}");
+    assert!(
+        log.contains("[internal] load build definition from edge.yaml"),
+        "{log}"
+    );
+
+    // The result came back through Return with our containerimage.config: the base image's
+    // own config (resolved through ResolveImageConfig: Cmd ["bash"]) plus our label.
+    let inspect = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Cmd}} {{index .Config.Labels \"dev.nodestamp.gateway\"}}",
+        &tag,
+    ]);
+    let _ = docker(&["image", "rm", "-f", &tag]);
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        r#"["bash"] temporary"#
+    );
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn an_error_shows_the_spec_lines_around_it() {
+    let ctx = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        ctx.path(),
+        "node.yaml",
+        "version: 1\nname: test\nos:\n  from: debian:bookworm\n  packages: [fail-here]\nkubernetes: {}\n",
+    );
+    let out = docker(&[
+        "buildx",
+        "build",
+        "--progress=plain",
+        "-f",
+        &spec,
+        ctx.path().to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(
+        !out.status.success(),
+        "the build should have failed:\n{log}"
+    );
+    // The message, then buildx's rendering of the errdefs.Source detail: file:line, the
+    // surrounding lines, and the failing one marked with >>>.
+    assert!(
+        log.contains("ERROR: failed to solve: node.yaml:6:14: the spec asks to fail here"),
+        "{log}"
+    );
+    assert!(log.contains("node.yaml:6\n"), "{log}");
+    assert!(log.contains("   6 | >>>   packages: [fail-here]"), "{log}");
+    assert!(log.contains("   5 |       from: debian:bookworm"), "{log}");
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn buildkit_syntax_build_arg_selects_the_frontend() {
+    let ctx = tempfile::tempdir().unwrap();
+    let spec = ctx.path().join("node.yaml");
+    std::fs::write(&spec, "version: 1\nname: plain\nfail-here: true\n").unwrap();
+    let syntax = format!("BUILDKIT_SYNTAX={}", frontend_image());
+    let out = docker(&[
+        "buildx",
+        "build",
+        "--progress=plain",
+        "--build-arg",
+        &syntax,
+        "-f",
+        spec.to_str().unwrap(),
+        ctx.path().to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    // Only our frontend knows the hook; the Dockerfile frontend would fail on the YAML instead.
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("   3 | >>> fail-here: true"), "{log}");
+}
