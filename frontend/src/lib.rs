@@ -1,2 +1,4 @@
 //! nodestamp frontend library.
 pub mod gateway;
+pub mod diag;
+pub mod spec;

@@ -1,0 +1,143 @@
+//! `${VAR}` substitution from build args.
+//!
+//! - `${NAME}` is replaced by the build arg `NAME`; undefined is an error.
+//! - `${NAME:-default}` uses `default` when `NAME` is undefined or empty (as in the shell).
+//! - `$$` is a literal `$`; a `$` not followed by `{` or `$` is kept as is, so shell text such
+//!   as `$HOME` in `run:` needs no escaping.
+//!
+//! Names are `[A-Za-z_][A-Za-z0-9_]*`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// A problem with one `${…}` reference; `range` is in bytes of the scalar's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VarError {
+    pub range: Range<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+pub(crate) fn substitute(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<String, Vec<VarError>> {
+    if !text.contains('$') {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    let mut rest = text;
+    let mut at = 0; // byte offset of `rest` in `text`
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let start = at + i;
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+            at = start + 2;
+            continue;
+        }
+        if !tail.starts_with("${") {
+            out.push('$');
+            rest = &tail[1..];
+            at = start + 1;
+            continue;
+        }
+        let Some(close) = tail.find('}') else {
+            errors.push(VarError {
+                range: start..text.len(),
+                message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
+                help: Some("write `$$` for a literal `$`".into()),
+            });
+            break;
+        };
+        let inner = &tail[2..close];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let range = start..start + close + 1;
+        if !valid_name(name) {
+            errors.push(VarError {
+                range: range.clone(),
+                message: format!(
+                    "invalid variable reference `${{{inner}}}`: names are letters, digits and `_`, not starting with a digit"
+                ),
+                help: Some("write `$$` for a literal `$`".into()),
+            });
+        } else {
+            match (vars.get(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => errors.push(VarError {
+                    range: range.clone(),
+                    message: format!("undefined variable `{name}`"),
+                    help: Some(format!(
+                        "pass `--build-arg {name}=<value>`, give a default with `${{{name}:-<default>}}`, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                    )),
+                }),
+            }
+        }
+        rest = &tail[close + 1..];
+        at = range.end;
+    }
+    if errors.is_empty() {
+        out.push_str(rest);
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> BTreeMap<String, String> {
+        [("A", "1"), ("EMPTY", ""), ("K8S", "1.31.3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn substitutes() {
+        let v = vars();
+        assert_eq!(substitute("plain", &v).unwrap(), "plain");
+        assert_eq!(substitute("v${K8S}", &v).unwrap(), "v1.31.3");
+        assert_eq!(substitute("${A}${A}", &v).unwrap(), "11");
+        assert_eq!(substitute("${NOPE:-x y}", &v).unwrap(), "x y");
+        assert_eq!(substitute("${EMPTY:-d}", &v).unwrap(), "d");
+        assert_eq!(substitute("${EMPTY}", &v).unwrap(), "");
+        assert_eq!(substitute("${A:-d}", &v).unwrap(), "1");
+        assert_eq!(substitute("$${A}", &v).unwrap(), "${A}");
+        assert_eq!(substitute("echo $HOME $", &v).unwrap(), "echo $HOME $");
+        assert_eq!(substitute("a$$$$b", &v).unwrap(), "a$$b");
+        assert_eq!(substitute("é${A}é", &v).unwrap(), "é1é");
+    }
+
+    #[test]
+    fn reports_errors_with_ranges() {
+        let v = vars();
+        let e = substitute("x ${NOPE} ${ALSO}", &v).unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].range, 2..9);
+        assert_eq!(e[0].message, "undefined variable `NOPE`");
+        assert_eq!(e[1].range, 10..17);
+        let e = substitute("a ${OPEN", &v).unwrap_err();
+        assert_eq!(e[0].range, 2..8);
+        assert!(e[0].message.contains("unterminated"));
+        let e = substitute("${1x} ${}", &v).unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert!(e[0].message.contains("invalid variable reference"));
+    }
+}
