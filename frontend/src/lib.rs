@@ -1,4 +1,7 @@
 //! nodestamp frontend library.
-pub mod gateway;
 pub mod diag;
 pub mod spec;
+pub mod compile;
+pub mod image;
+pub mod gateway;
+pub mod build;

@@ -1,10 +1,6 @@
 //! Engine tests of the gateway conversation: the real Docker Engine BuildKit runs the frontend
 //! image (`$FRONTEND_IMAGE`, default `nodestamp/frontend:dev`, built by `hack/build-frontend`)
 //! through `docker buildx build`. Run with `cargo test -- --ignored` (hack/test does).
-//!
-//! NOTE: until `nodestamp_frontend::build` exists, the frontend's temporary flow returns
-//! `debian:bookworm` with its resolved config plus the label `dev.nodestamp.gateway=temporary`,
-//! and fails on a spec line containing `fail-here`; these tests assert exactly that.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -44,7 +40,11 @@ fn unique_tag(test: &str) -> String {
 fn builds_an_image_through_the_gateway() {
     let ctx = tempfile::tempdir().unwrap();
     // Not the default name: the frontend must honour the `filename` option.
-    let spec = write_spec(ctx.path(), "edge.yaml", "version: 1\nname: edge\n");
+    let spec = write_spec(
+        ctx.path(),
+        "edge.yaml",
+        "version: 1\nname: edge\nos:\n  from: debian:bookworm\n",
+    );
     let tag = unique_tag("gateway-ok");
     let out = docker(&[
         "buildx",
@@ -66,19 +66,19 @@ fn builds_an_image_through_the_gateway() {
     );
 
     // The result came back through Return with our containerimage.config: the base image's
-    // own config (resolved through ResolveImageConfig: Cmd ["bash"]) plus our label.
+    // own config (resolved through ResolveImageConfig: Cmd ["bash"]) plus our labels.
     let inspect = docker(&[
         "image",
         "inspect",
         "--format",
-        "{{json .Config.Cmd}} {{index .Config.Labels \"dev.nodestamp.gateway\"}}",
+        "{{json .Config.Cmd}} {{index .Config.Labels \"io.nodestamp.target\"}} {{index .Config.Labels \"org.opencontainers.image.title\"}}",
         &tag,
     ]);
     let _ = docker(&["image", "rm", "-f", &tag]);
     assert!(inspect.status.success(), "{}", text(&inspect));
     assert_eq!(
         String::from_utf8_lossy(&inspect.stdout).trim(),
-        r#"["bash"] temporary"#
+        r#"["bash"] node edge"#
     );
 }
 
@@ -89,7 +89,7 @@ fn an_error_shows_the_spec_lines_around_it() {
     let spec = write_spec(
         ctx.path(),
         "node.yaml",
-        "version: 1\nname: test\nos:\n  from: debian:bookworm\n  packages: [fail-here]\nkubernetes: {}\n",
+        "version: 1\nname: test\nos:\n  from: debian:bookworm\n  packges: [jq]\n",
     );
     let out = docker(&[
         "buildx",
@@ -107,11 +107,12 @@ fn an_error_shows_the_spec_lines_around_it() {
     // The message, then buildx's rendering of the errdefs.Source detail: file:line, the
     // surrounding lines, and the failing one marked with >>>.
     assert!(
-        log.contains("ERROR: failed to solve: node.yaml:6:14: the spec asks to fail here"),
+        log.contains("ERROR: failed to solve: node.yaml:6:3: os.packges: unknown key"),
         "{log}"
     );
     assert!(log.contains("node.yaml:6\n"), "{log}");
-    assert!(log.contains("   6 | >>>   packages: [fail-here]"), "{log}");
+    assert!(log.contains("   6 | >>>   packges: [jq]"), "{log}");
+    assert!(log.contains("did you mean `packages`"), "{log}");
     assert!(log.contains("   5 |       from: debian:bookworm"), "{log}");
 }
 
@@ -120,7 +121,7 @@ fn an_error_shows_the_spec_lines_around_it() {
 fn buildkit_syntax_build_arg_selects_the_frontend() {
     let ctx = tempfile::tempdir().unwrap();
     let spec = ctx.path().join("node.yaml");
-    std::fs::write(&spec, "version: 1\nname: plain\nfail-here: true\n").unwrap();
+    std::fs::write(&spec, "version: 1\nname: plain\nkubernets: {}\n").unwrap();
     let syntax = format!("BUILDKIT_SYNTAX={}", frontend_image());
     let out = docker(&[
         "buildx",
@@ -133,7 +134,11 @@ fn buildkit_syntax_build_arg_selects_the_frontend() {
         ctx.path().to_str().unwrap(),
     ]);
     let log = text(&out);
-    // Only our frontend knows the hook; the Dockerfile frontend would fail on the YAML instead.
+    // Only our frontend reports spec keys; the Dockerfile frontend would fail on the YAML.
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("   3 | >>> fail-here: true"), "{log}");
+    assert!(log.contains("   3 | >>> kubernets: {}"), "{log}");
+    assert!(
+        log.contains("node.yaml:3:1: kubernets: unknown key"),
+        "{log}"
+    );
 }

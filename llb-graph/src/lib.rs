@@ -37,5 +37,5 @@ pub use file::{ChownOpt, CopyOpts, FileActions, Owner};
 pub use marshal::{MarshalError, decode_ops};
 pub use meta::{Meta, SourceMap, SourceRange};
 pub use proto::pb;
-pub use source::{HttpOpts, ImageOpts, LocalOpts, ResolveMode};
+pub use source::{HttpOpts, ImageOpts, LocalOpts, ResolveMode, normalize_image_ref};
 pub use state::{Platform, State};

@@ -56,7 +56,7 @@ fn source(
 
 /// Normalises a short image reference the way Docker does (`debian:bookworm` →
 /// `docker.io/library/debian:bookworm`, a missing tag → `latest`).
-pub(crate) fn normalize_image_ref(r: &str) -> String {
+pub fn normalize_image_ref(r: &str) -> String {
     let (name, rest) = match r.find(['@']) {
         Some(i) => (&r[..i], &r[i..]),
         None => (r, ""),

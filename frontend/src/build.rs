@@ -1,0 +1,193 @@
+//! One build request, from the frontend options and the spec bytes to the definition and image
+//! config handed back to BuildKit. Split around the one engine call it needs (the base image's
+//! config), so everything here stays a pure function of its inputs.
+
+use std::collections::BTreeMap;
+
+use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
+
+use crate::compile::{CompileOptions, Target, compile};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::gateway::{Caps, FrontendEnv, FrontendError, ImageResolveMode, SourceRange};
+use crate::image::{ImageConfigInput, base_env, image_config, rfc3339};
+use crate::spec::{self, Spec};
+
+/// What a build hands back: the graph and the exporter metadata (`containerimage.config`).
+pub struct BuildResult {
+    pub definition: pb::Definition,
+    pub metadata: BTreeMap<String, Vec<u8>>,
+}
+
+/// A parsed request: the spec, the target and the settings taken from build args.
+pub struct Request {
+    pub spec: Spec,
+    pub target: Target,
+    pub warnings: Vec<Diagnostic>,
+    pub filename: String,
+    pub source: Vec<u8>,
+    pub build_args: BTreeMap<String, String>,
+}
+
+/// Build args that set proxies for package installs and downloads.
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// Build arg overriding the image whose tools run nodestamp's own steps.
+pub const TOOLS_IMAGE_ARG: &str = "NODESTAMP_TOOLS_IMAGE";
+
+fn ranges(d: &Diagnostic) -> Option<SourceRange> {
+    let s = d.span?;
+    Some(SourceRange {
+        start_line: s.start.line,
+        start_col: s.start.col,
+        end_line: s.end.line,
+        end_col: s.end.col.saturating_sub(1).max(s.start.col),
+    })
+}
+
+/// Spec diagnostics as the error BuildKit shows: every error, one per line, with the spec
+/// lines around them.
+pub fn diagnostics_error(filename: &str, source: &[u8], diags: &Diagnostics) -> FrontendError {
+    let errors: Vec<&Diagnostic> = diags.errors().collect();
+    let mut message = errors
+        .iter()
+        .map(|d| d.one_line())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if errors.len() > 1 {
+        message = format!("{} errors in {filename}:\n{message}", errors.len());
+    }
+    let rs: Vec<SourceRange> = errors.iter().filter_map(|d| ranges(d)).collect();
+    if rs.is_empty() {
+        FrontendError::new(message)
+    } else {
+        FrontendError::at(message, filename, source, rs)
+    }
+}
+
+/// Parses the request: target name, build args, and the spec itself.
+pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request, FrontendError> {
+    let target = match env.target() {
+        None => Target::Node,
+        Some(t) => Target::parse(t).ok_or_else(|| {
+            FrontendError::new(format!(
+                "unknown target {t:?}: accepted targets are {}",
+                Target::NAMES.join(", ")
+            ))
+        })?,
+    };
+    let build_args = env.build_args();
+    let loaded = spec::load(filename, source, &build_args)
+        .map_err(|d| diagnostics_error(filename, source, &d))?;
+    if target == Target::Kubernetes && loaded.spec.kubernetes.is_none() {
+        return Err(FrontendError::new(format!(
+            "target \"kubernetes\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os"
+        )));
+    }
+    Ok(Request {
+        spec: loaded.spec,
+        target,
+        warnings: loaded.warnings,
+        filename: filename.into(),
+        source: source.to_vec(),
+        build_args,
+    })
+}
+
+impl Request {
+    /// The base image reference to resolve, if the target includes the OS.
+    pub fn base_image(&self) -> Option<String> {
+        (self.target != Target::Kubernetes).then(|| normalize_image_ref(&self.spec.os.from.value))
+    }
+
+    /// `SOURCE_DATE_EPOCH` from the build args, if set.
+    pub fn source_date_epoch(&self) -> Result<Option<i64>, FrontendError> {
+        match self.build_args.get("SOURCE_DATE_EPOCH") {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                FrontendError::new(format!(
+                    "build arg SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+                ))
+            }),
+        }
+    }
+}
+
+/// Compiles the request into the definition and image config. `base` is the resolved base
+/// image `(digest, config JSON)` when the target includes the OS.
+pub fn finish(
+    req: &Request,
+    env: &FrontendEnv,
+    caps: &Caps,
+    platform: &pb::Platform,
+    base: Option<(&str, &[u8])>,
+) -> Result<BuildResult, FrontendError> {
+    let sde = req.source_date_epoch()?;
+    let base_env = match base {
+        Some((_, cfg)) => base_env(cfg)
+            .map_err(|e| FrontendError::new(format!("{}: {e}", req.spec.os.from.value)))?,
+        None => Vec::new(),
+    };
+    let tools_image = req
+        .build_args
+        .get(TOOLS_IMAGE_ARG)
+        .cloned()
+        .or_else(|| env.source_image().map(str::to_string))
+        .unwrap_or_else(|| "nodestamp/frontend:dev".into());
+    let opts = CompileOptions {
+        platform: Platform {
+            os: platform.os.clone(),
+            architecture: platform.architecture.clone(),
+            variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
+        },
+        image_resolve_mode: match env.image_resolve_mode()? {
+            ImageResolveMode::Default => ResolveMode::Default,
+            ImageResolveMode::Pull => ResolveMode::Pull,
+            ImageResolveMode::Local => ResolveMode::Local,
+        },
+        session_id: Some(env.session_id().to_string()).filter(|s| !s.is_empty()),
+        context_name: env.context_local_name().to_string(),
+        tools_image,
+        symlink_file_action: caps.has_llb("file.symlink.create"),
+        source_date_epoch: sde,
+        base_env,
+        proxy: PROXY_ARGS
+            .iter()
+            .filter_map(|k| req.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect(),
+    };
+    let compiled = compile(&req.spec, &req.source, &opts);
+    let definition = compiled.target(req.target).marshal().map_err(|e| {
+        FrontendError::new(format!(
+            "internal error: cannot marshal the build graph: {e}"
+        ))
+    })?;
+    let target_name = match req.target {
+        Target::Node => "node",
+        Target::Os => "os",
+        Target::Kubernetes => "kubernetes",
+    };
+    let config = image_config(
+        &req.spec,
+        &ImageConfigInput {
+            base: base.map(|(_, c)| c),
+            base_digest: base.map(|(d, _)| d),
+            architecture: &platform.architecture,
+            target: target_name,
+            source: &req.source,
+            created: sde.map(rfc3339),
+        },
+    )
+    .map_err(|e| FrontendError::new(e.to_string()))?;
+    Ok(BuildResult {
+        definition,
+        metadata: BTreeMap::from([("containerimage.config".to_string(), config)]),
+    })
+}

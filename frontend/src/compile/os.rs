@@ -1,0 +1,551 @@
+//! The OS layer: the base image, then packages (boot-critical tier first, so adding a userland
+//! package never reinstalls the kernel), users and groups, files, units, and `run` steps.
+
+use llb_graph::{
+    CacheSharing, ChownOpt, CopyOpts, Exec, FileActions, HttpOpts, ImageOpts, LocalOpts, Mount,
+    Owner, State,
+};
+
+use super::script::{quote, words};
+use super::{Ctx, DEFAULT_PATH};
+use crate::spec::{self, Contents, Span, Spanned, Spec};
+
+/// Packages that make the node boot (kernel, init, bootloader, initramfs, firmware). They go
+/// in their own cached step: the expensive one (the kernel's postinst builds the initramfs).
+pub fn is_boot_package(name: &str) -> bool {
+    let n = name.split(['=', ':']).next().unwrap_or(name);
+    const PREFIXES: &[&str] = &[
+        "linux-image",
+        "linux-headers",
+        "linux-modules",
+        "linux-firmware",
+        "kernel",
+        "systemd",
+        "udev",
+        "dbus",
+        "grub",
+        "shim",
+        "initramfs-tools",
+        "dracut",
+        "firmware-",
+        "intel-microcode",
+        "amd64-microcode",
+    ];
+    n == "init" || PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// A shell script installing `packages` with whichever package manager the image has.
+fn install_script(packages: &[&str]) -> String {
+    let p = words(packages.iter().copied());
+    format!(
+        "set -eu\n\
+         if command -v apt-get >/dev/null 2>&1; then\n\
+         \x20 export DEBIAN_FRONTEND=noninteractive\n\
+         \x20 apt-get update -qq\n\
+         \x20 apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io -o Dpkg::Options::=--force-confold {p}\n\
+         elif command -v dnf >/dev/null 2>&1; then\n\
+         \x20 dnf install -y --setopt=install_weak_deps=False {p}\n\
+         elif command -v zypper >/dev/null 2>&1; then\n\
+         \x20 zypper --non-interactive install --no-recommends {p}\n\
+         elif command -v apk >/dev/null 2>&1; then\n\
+         \x20 apk add --no-cache {p}\n\
+         else\n\
+         \x20 echo 'nodestamp: os.from has no supported package manager (apt-get, dnf, zypper, apk)' >&2; exit 1\n\
+         fi\n"
+    )
+}
+
+fn users_script(passwd: &spec::Passwd) -> String {
+    let mut s = String::from("set -eu\n");
+    for g in &passwd.groups {
+        let gid = g.gid.map(|id| format!("-g {id} ")).unwrap_or_default();
+        s += &format!(
+            "getent group {n} >/dev/null || groupadd {gid}{n}\n",
+            n = quote(&g.name)
+        );
+    }
+    for u in &passwd.users {
+        let n = quote(&u.name);
+        let mut opts = String::new();
+        if let Some(uid) = u.uid {
+            opts += &format!(" -u {uid}");
+        }
+        if let Some(shell) = &u.shell {
+            opts += &format!(" -s {}", quote(shell));
+        }
+        if !u.groups.is_empty() {
+            opts += &format!(" -G {}", quote(&u.groups.join(",")));
+        }
+        // A group named like the user (declared in passwd.groups or by a package) becomes its
+        // primary group; otherwise useradd creates one.
+        s += &format!(
+            "if id -u {n} >/dev/null 2>&1; then usermod{append}{opts} {n}\n\
+             elif getent group {n} >/dev/null; then useradd -m -g {n}{opts} {n}\n\
+             else useradd -m -U{opts} {n}; fi\n",
+            append = if u.groups.is_empty() { "" } else { " -a" }
+        );
+        if let Some(hash) = &u.password_hash {
+            s += &format!("usermod -p {} {n}\n", quote(hash));
+        }
+        if !u.ssh_authorized_keys.is_empty() {
+            s += &format!(
+                "home=$(getent passwd {n} | cut -d: -f6); grp=$(id -gn {n})\n\
+                 install -d -m 0700 -o {n} -g \"$grp\" \"$home/.ssh\"\n\
+                 printf '%s\\n' {keys} > \"$home/.ssh/authorized_keys\"\n\
+                 chown {n}:\"$grp\" \"$home/.ssh/authorized_keys\"; chmod 0600 \"$home/.ssh/authorized_keys\"\n",
+                keys = words(u.ssh_authorized_keys.iter().map(String::as_str))
+            );
+        }
+    }
+    s
+}
+
+pub(crate) fn owner(user: &Option<spec::Owner>, group: &Option<spec::Owner>) -> ChownOpt {
+    let conv = |o: &Option<spec::Owner>| {
+        o.as_ref().map(|o| match o {
+            spec::Owner::Name(n) => Owner::Name(n.clone()),
+            spec::Owner::Id(id) => Owner::Id(*id),
+        })
+    };
+    ChownOpt {
+        user: conv(user),
+        group: conv(group),
+    }
+}
+
+fn parent(path: &str) -> Option<&str> {
+    let p = path.trim_end_matches('/');
+    match p.rfind('/') {
+        Some(0) | None => None,
+        Some(i) => Some(&p[..i]),
+    }
+}
+
+/// A link to create: `path` → `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ln {
+    pub(crate) path: String,
+    pub(crate) target: String,
+    pub(crate) hard: bool,
+}
+
+/// File actions for a layer's `storage` (directories, files, extra generated files; links when
+/// the engine has symlink file actions), returning the links left for a `run` step.
+pub(crate) fn storage_actions(
+    ctx: &Ctx,
+    storage: &spec::Storage,
+    mut fa: FileActions,
+    extra_files: &[(&str, u32, Vec<u8>)],
+    extra_links: Vec<Ln>,
+) -> (FileActions, Vec<Ln>) {
+    let mut made: Vec<String> = Vec::new();
+    for d in &storage.directories {
+        fa = fa.mkdir(
+            &d.path,
+            d.mode.unwrap_or(0o755),
+            true,
+            owner(&d.user, &d.group),
+        );
+        made.push(d.path.clone());
+    }
+    let mut mkparents = |fa: FileActions, path: &str| -> FileActions {
+        match parent(path) {
+            Some(p) if !made.iter().any(|m| m == p) => {
+                made.push(p.to_string());
+                fa.mkdir(p, 0o755, true, ChownOpt::default())
+            }
+            _ => fa,
+        }
+    };
+    for (path, mode, data) in extra_files {
+        fa = mkparents(fa, path);
+        fa = fa.mkfile(*path, *mode, data.clone(), ChownOpt::default());
+    }
+    for f in &storage.files {
+        fa = mkparents(fa, &f.path);
+        let mode = f.mode.unwrap_or(0o644);
+        let own = owner(&f.user, &f.group);
+        fa = match &f.contents {
+            Contents::Inline(text) => fa.mkfile(&f.path, mode, text.as_bytes().to_vec(), own),
+            Contents::Local(rel) => {
+                let src = local(ctx, rel, f.span);
+                let opts = CopyOpts {
+                    owner: own,
+                    mode: Some(mode),
+                    create_dest_path: true,
+                    ..Default::default()
+                };
+                fa.copy(&src, format!("/{rel}"), &f.path, opts)
+            }
+            Contents::Source { url, sha256 } => {
+                let src = http(ctx, url, sha256, "file", f.span);
+                let opts = CopyOpts {
+                    owner: own,
+                    mode: Some(mode),
+                    create_dest_path: true,
+                    ..Default::default()
+                };
+                fa.copy(&src, "/file", &f.path, opts)
+            }
+        };
+    }
+    let mut leftover = Vec::new();
+    let links = storage.links.iter().map(|l| Ln {
+        path: l.path.clone(),
+        target: l.target.clone(),
+        hard: l.hard,
+    });
+    for l in links.chain(extra_links) {
+        if ctx.opts.symlink_file_action && !l.hard {
+            fa = mkparents(fa, &l.path);
+            fa = fa.symlink(&l.target, &l.path, ChownOpt::default());
+        } else {
+            leftover.push(l);
+        }
+    }
+    (fa, leftover)
+}
+
+/// One file or directory of the build context.
+pub(crate) fn local(ctx: &Ctx, rel: &str, span: Span) -> State {
+    let opts = LocalOpts {
+        session_id: ctx.opts.session_id.clone(),
+        include_patterns: vec![rel.to_string()],
+        shared_key_hint: Some(format!("{}:{rel}", ctx.opts.context_name)),
+        ..Default::default()
+    };
+    State::local(
+        &ctx.opts.context_name,
+        opts,
+        ctx.meta(format!("context: {rel}"), Some(span)),
+    )
+}
+
+/// A download verified by its sha256, saved as `/<filename>`.
+pub(crate) fn http(ctx: &Ctx, url: &str, sha256: &str, filename: &str, span: Span) -> State {
+    let opts = HttpOpts {
+        checksum: Some(format!("sha256:{sha256}")),
+        filename: Some(filename.into()),
+        perm: None,
+    };
+    State::http(url, opts, ctx.meta(format!("download {url}"), Some(span)))
+}
+
+/// A shell script making the links `links` (relative to `root`).
+pub(crate) fn links_script(links: &[Ln], root: &str) -> String {
+    let mut s = String::from("set -eu\n");
+    for l in links {
+        let path = format!("{root}{}", l.path);
+        let target = if l.hard {
+            format!("{root}{}", l.target)
+        } else {
+            l.target.clone()
+        };
+        let dir = parent(&l.path)
+            .map(|p| format!("{root}{p}"))
+            .unwrap_or_else(|| format!("{root}/"));
+        s += &format!(
+            "mkdir -p {} && ln -f{} {} {}\n",
+            quote(&dir),
+            if l.hard { "" } else { "sn" },
+            quote(&target),
+            quote(&path)
+        );
+    }
+    s
+}
+
+/// One numbered step of the OS layer (`[os i/n] name`).
+struct Step<'a> {
+    name: String,
+    span: Option<Span>,
+    apply: Box<dyn FnOnce(&Ctx, State, llb_graph::Meta) -> State + 'a>,
+}
+
+fn join_names(items: &[&Spanned<String>]) -> String {
+    let names: Vec<&str> = items.iter().map(|p| p.value.as_str()).collect();
+    let mut s = names.join(" ");
+    if s.len() > 60 {
+        s.truncate(57);
+        s += "...";
+    }
+    s
+}
+
+fn span_of(items: &[&Spanned<String>]) -> Option<Span> {
+    let first = items.first()?.span;
+    let last = items.last()?.span;
+    Some(Span {
+        start: first.start,
+        end: last.end,
+    })
+}
+
+pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
+    let os = &spec.os;
+    let from = &os.from;
+    let image_opts = ImageOpts {
+        resolve_mode: ctx.opts.image_resolve_mode,
+        platform: Some(ctx.opts.platform.clone()),
+    };
+    let mut base = State::image_with(
+        &from.value,
+        image_opts,
+        ctx.meta(format!("[os] from {}", from.value), Some(from.span)),
+    );
+    let mut has_path = false;
+    for (k, v) in &ctx.opts.base_env {
+        has_path |= k == "PATH";
+        base = base.env(k.clone(), v.clone());
+    }
+    if !has_path {
+        base = base.env("PATH", DEFAULT_PATH);
+    }
+
+    let mut steps: Vec<Step<'a>> = Vec::new();
+    let cache_key: String = from
+        .value
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let (boot, user): (Vec<&Spanned<String>>, Vec<&Spanned<String>>) =
+        os.packages.iter().partition(|p| is_boot_package(&p.value));
+    for (tier, pkgs) in [("boot packages", boot), ("packages", user)] {
+        if pkgs.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = pkgs.iter().map(|p| p.value.as_str()).collect();
+        let script = install_script(&names);
+        let key = cache_key.clone();
+        steps.push(Step {
+            name: format!("install {tier}: {}", join_names(&pkgs)),
+            span: span_of(&pkgs),
+            apply: Box::new(move |ctx, st, meta| {
+                let mut exec = Exec::shell(script)
+                    .mount(Mount::cache(
+                        "/var/lib/apt/lists",
+                        format!("nodestamp-apt-lists-{key}"),
+                        CacheSharing::Locked,
+                    ))
+                    .mount(Mount::cache(
+                        "/var/cache/apt",
+                        format!("nodestamp-apt-cache-{key}"),
+                        CacheSharing::Locked,
+                    ));
+                exec = with_proxy(ctx, exec);
+                st.run(exec, meta).root()
+            }),
+        });
+    }
+
+    if !os.passwd.users.is_empty() || !os.passwd.groups.is_empty() {
+        let script = users_script(&os.passwd);
+        let span = os.passwd.groups.first().map(|g| g.span).or(os
+            .passwd
+            .users
+            .first()
+            .map(|u| u.span));
+        let list = |v: Vec<&str>| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(" ")
+            }
+        };
+        let groups = list(os.passwd.groups.iter().map(|g| g.name.as_str()).collect());
+        let users = list(os.passwd.users.iter().map(|u| u.name.as_str()).collect());
+        steps.push(Step {
+            name: format!("groups: {groups}; users: {users}"),
+            span,
+            apply: Box::new(move |_, st, meta| st.run(Exec::shell(script), meta).root()),
+        });
+    }
+
+    let cmdline = (!os.kernel_arguments.is_empty()).then(|| {
+        let args: Vec<&str> = os
+            .kernel_arguments
+            .iter()
+            .map(|a| a.value.as_str())
+            .collect();
+        format!("{}\n", args.join(" ")).into_bytes()
+    });
+    let storage = &os.storage;
+    if cmdline.is_some()
+        || !storage.files.is_empty()
+        || !storage.directories.is_empty()
+        || !storage.links.is_empty()
+    {
+        let span = storage
+            .directories
+            .first()
+            .map(|d| d.span)
+            .or(storage.files.first().map(|f| f.span))
+            .or(storage.links.first().map(|l| l.span))
+            .or(os.kernel_arguments.first().map(|a| a.span));
+        let n = storage.files.len()
+            + storage.directories.len()
+            + storage.links.len()
+            + usize::from(cmdline.is_some());
+        steps.push(Step {
+            name: format!("files ({n})"),
+            span,
+            apply: Box::new(move |ctx, st, meta| {
+                let extra: Vec<(&str, u32, Vec<u8>)> = cmdline
+                    .into_iter()
+                    .map(|c| ("/etc/kernel/cmdline", 0o644, c))
+                    .collect();
+                let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
+                let (fa, links) = storage_actions(ctx, storage, fa, &extra, Vec::new());
+                let links_meta = llb_graph::Meta {
+                    name: meta.name.as_ref().map(|n| format!("{n}: links")),
+                    ..meta.clone()
+                };
+                let st = st.file(fa, meta);
+                if links.is_empty() {
+                    st
+                } else {
+                    st.run(
+                        Exec::shell(links_script(&links, "")).network(llb_graph::NetMode::None),
+                        links_meta,
+                    )
+                    .root()
+                }
+            }),
+        });
+    }
+
+    let units = &os.systemd.units;
+    if units
+        .iter()
+        .any(|u| u.contents.is_some() || !u.dropins.is_empty())
+    {
+        let span = units.first().map(|u| u.span);
+        steps.push(Step {
+            name: "systemd units".into(),
+            span,
+            apply: Box::new(move |ctx, st, meta| {
+                st.file(
+                    unit_files(ctx, &spec.os.systemd, "/etc/systemd/system"),
+                    meta,
+                )
+            }),
+        });
+    }
+    let enable: Vec<&str> = units
+        .iter()
+        .filter(|u| u.enabled == Some(true) && !u.mask)
+        .map(|u| u.name.as_str())
+        .collect();
+    let disable: Vec<&str> = units
+        .iter()
+        .filter(|u| u.enabled == Some(false) && !u.mask)
+        .map(|u| u.name.as_str())
+        .collect();
+    let mask: Vec<&str> = units
+        .iter()
+        .filter(|u| u.mask)
+        .map(|u| u.name.as_str())
+        .collect();
+    if !enable.is_empty() || !disable.is_empty() || !mask.is_empty() {
+        let mut script = String::from(
+            "set -eu\ncommand -v systemctl >/dev/null 2>&1 || { echo 'nodestamp: os.systemd.units needs systemctl in the image: add systemd to os.packages' >&2; exit 1; }\n",
+        );
+        for (verb, list) in [("enable", &enable), ("disable", &disable), ("mask", &mask)] {
+            if !list.is_empty() {
+                script += &format!("systemctl {verb} {}\n", words(list.iter().copied()));
+            }
+        }
+        let what: Vec<String> = [("enable", &enable), ("disable", &disable), ("mask", &mask)]
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(v, l)| format!("{v} {}", l.join(" ")))
+            .collect();
+        let span = units
+            .iter()
+            .find(|u| u.enabled.is_some() || u.mask)
+            .map(|u| u.span);
+        steps.push(Step {
+            name: format!("systemctl {}", what.join("; ")),
+            span,
+            apply: Box::new(move |_, st, meta| {
+                st.run(Exec::shell(script).network(llb_graph::NetMode::None), meta)
+                    .root()
+            }),
+        });
+    }
+
+    for cmd in &os.run {
+        let first = cmd.value.lines().next().unwrap_or("");
+        let mut label = first.to_string();
+        if label.len() > 60 || cmd.value.lines().count() > 1 {
+            label = format!("{}...", label.chars().take(57).collect::<String>());
+        }
+        let script = cmd.value.clone();
+        steps.push(Step {
+            name: format!("run: {label}"),
+            span: Some(cmd.span),
+            apply: Box::new(move |ctx, st, meta| {
+                st.run(
+                    with_proxy(ctx, Exec::new(["/bin/sh", "-ec", &script])),
+                    meta,
+                )
+                .root()
+            }),
+        });
+    }
+
+    let total = steps.len();
+    let mut st = base;
+    for (i, step) in steps.into_iter().enumerate() {
+        let meta = ctx.meta(format!("[os {}/{}] {}", i + 1, total, step.name), step.span);
+        st = (step.apply)(ctx, st, meta);
+    }
+    st
+}
+
+/// Passes the proxy build args to a step; BuildKit keeps them out of the cache key.
+pub(crate) fn with_proxy(ctx: &Ctx, exec: Exec) -> Exec {
+    let get = |k: &str| {
+        ctx.opts
+            .proxy
+            .get(k)
+            .or_else(|| ctx.opts.proxy.get(&k.to_ascii_lowercase()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (http, https, no) = (get("HTTP_PROXY"), get("HTTPS_PROXY"), get("NO_PROXY"));
+    if http.is_empty() && https.is_empty() && no.is_empty() {
+        exec
+    } else {
+        exec.proxy(&http, &https, &no)
+    }
+}
+
+/// Unit files and drop-ins under `dir`.
+pub(crate) fn unit_files(ctx: &Ctx, systemd: &spec::Systemd, dir: &str) -> FileActions {
+    let mut fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
+    fa = fa.mkdir(dir, 0o755, true, ChownOpt::default());
+    for u in &systemd.units {
+        if let Some(c) = &u.contents {
+            fa = fa.mkfile(
+                format!("{dir}/{}", u.name),
+                0o644,
+                c.as_bytes().to_vec(),
+                ChownOpt::default(),
+            );
+        }
+        if !u.dropins.is_empty() {
+            let d = format!("{dir}/{}.d", u.name);
+            fa = fa.mkdir(&d, 0o755, true, ChownOpt::default());
+            for drop in &u.dropins {
+                fa = fa.mkfile(
+                    format!("{d}/{}", drop.name),
+                    0o644,
+                    drop.contents.as_bytes().to_vec(),
+                    ChownOpt::default(),
+                );
+            }
+        }
+    }
+    fa
+}
