@@ -1,0 +1,498 @@
+//! The disk plan: everything about the disk decided as data before any tool runs.
+//!
+//! Layout (all boundaries 1 MiB aligned):
+//! ```text
+//! 0      protective MBR, primary GPT
+//! 1 MiB  ESP   FAT32, systemd-boot + kernel + initrd + loader entries
+//! …      root  ext4, label "root", the node's rootfs
+//! -1 MiB backup GPT (in the last MiB)
+//! ```
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::error::ConvertError;
+use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_ESP, TYPE_ROOT_X86_64};
+use crate::tar::Totals;
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+/// Default size of the EFI system partition.
+pub const DEFAULT_ESP_SIZE: u64 = 256 * MIB;
+/// Filesystem label of the root partition.
+pub const ROOT_LABEL: &str = "root";
+/// Volume label of the ESP.
+pub const ESP_LABEL: &str = "ESP";
+/// Where systemd-boot lives in the node's rootfs (package `systemd-boot-efi`).
+pub const SYSTEMD_BOOT: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// Time used for everything the converter creates when `SOURCE_DATE_EPOCH` is not set:
+/// 2024-01-01T00:00:00Z.
+pub const DEFAULT_EPOCH: i64 = 1_704_067_200;
+
+/// Identifiers of the disk, all derived from the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub disk: Guid,
+    pub esp_partition: Guid,
+    pub root_partition: Guid,
+    pub root_fs: Guid,
+    pub root_hash_seed: Guid,
+    pub esp_volume_id: u32,
+}
+
+impl Ids {
+    pub fn derive(seed: &str) -> Ids {
+        let vol = Guid::derive(seed, "esp-volume-id").0;
+        Ids {
+            disk: Guid::derive(seed, "disk"),
+            esp_partition: Guid::derive(seed, "esp-partition"),
+            root_partition: Guid::derive(seed, "root-partition"),
+            root_fs: Guid::derive(seed, "root-filesystem"),
+            root_hash_seed: Guid::derive(seed, "root-hash-seed"),
+            esp_volume_id: u32::from_be_bytes([vol[0], vol[1], vol[2], vol[3]]),
+        }
+    }
+}
+
+/// One partition, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: &'static str,
+    pub type_guid: Guid,
+    pub guid: Guid,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Where a file on the ESP comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EspSource {
+    /// A file on the host (a file of the rootfs directory, or one captured from the tar).
+    File(PathBuf),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspFile {
+    /// Path inside the ESP, `/`-separated, no leading slash.
+    pub path: String,
+    pub source: EspSource,
+}
+
+/// The kernel, initrd and systemd-boot found in the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    pub kernel_version: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub systemd_boot: PathBuf,
+    /// Contents of the rootfs's `/etc/kernel/cmdline`, if any.
+    pub cmdline: Option<String>,
+}
+
+/// The whole disk as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskPlan {
+    pub name: String,
+    pub size: u64,
+    pub ids: Ids,
+    pub esp: Partition,
+    pub root: Partition,
+    /// `/etc/fstab` of the node, matching `ids`.
+    pub fstab: String,
+    /// Seconds since the epoch for every timestamp the converter creates.
+    pub epoch: i64,
+    /// Filled by [`DiskPlan::with_boot`].
+    pub esp_files: Vec<EspFile>,
+}
+
+impl DiskPlan {
+    /// Lays out a disk of `size` bytes (a whole number of MiB, at least ESP + root minimum).
+    pub fn new(name: &str, seed: &str, size: u64, esp_size: u64, epoch: i64) -> DiskPlan {
+        let ids = Ids::derive(seed);
+        let esp = Partition {
+            name: "ESP",
+            type_guid: TYPE_ESP,
+            guid: ids.esp_partition,
+            offset: MIB,
+            size: esp_size,
+        };
+        let root_offset = MIB + esp_size;
+        let root = Partition {
+            name: "root",
+            type_guid: TYPE_ROOT_X86_64,
+            guid: ids.root_partition,
+            offset: root_offset,
+            size: size.saturating_sub(root_offset + MIB),
+        };
+        let fstab = format!(
+            "# Written by nodestamp convert: the disk's partitions.\n\
+             UUID={} / ext4 defaults,errors=remount-ro 0 1\n\
+             PARTUUID={} /boot/efi vfat umask=0077,nofail 0 2\n",
+            ids.root_fs, ids.esp_partition
+        );
+        DiskPlan {
+            name: name.to_string(),
+            size,
+            ids,
+            esp,
+            root,
+            fstab,
+            epoch,
+            esp_files: Vec::new(),
+        }
+    }
+
+    pub fn gpt(&self) -> Gpt {
+        let part = |p: &Partition| GptPartition {
+            type_guid: p.type_guid,
+            guid: p.guid,
+            first_lba: p.offset / SECTOR,
+            last_lba: (p.offset + p.size) / SECTOR - 1,
+            name: p.name.to_string(),
+        };
+        Gpt {
+            disk_guid: self.ids.disk,
+            disk_sectors: self.size / SECTOR,
+            partitions: vec![part(&self.esp), part(&self.root)],
+        }
+    }
+
+    /// The kernel command line: `root=UUID=… rw` then the node's arguments.
+    pub fn kernel_options(&self, args: &str) -> String {
+        let args = args.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut o = format!("root=UUID={} rw", self.ids.root_fs);
+        if !args.is_empty() {
+            o.push(' ');
+            o.push_str(&args);
+        }
+        o
+    }
+
+    /// systemd-boot's `loader/loader.conf`.
+    pub fn loader_conf(&self) -> String {
+        format!("default {}.conf\ntimeout 0\neditor no\n", self.entry_id())
+    }
+
+    fn entry_id(&self) -> String {
+        let id: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if id.is_empty() { "node".into() } else { id }
+    }
+
+    /// Adds the ESP contents: systemd-boot (as the removable-media default loader and under
+    /// `EFI/systemd`), the kernel and initrd, `loader.conf` and one boot entry.
+    /// `kernel_arguments` wins over the rootfs's `/etc/kernel/cmdline`.
+    pub fn with_boot(mut self, boot: &BootFiles, kernel_arguments: Option<&str>) -> DiskPlan {
+        let args = kernel_arguments
+            .map(str::to_string)
+            .or_else(|| boot.cmdline.clone())
+            .unwrap_or_default();
+        let v = &boot.kernel_version;
+        let id = self.entry_id();
+        let mut entry = String::new();
+        let _ = writeln!(entry, "title {}", self.name);
+        let _ = writeln!(entry, "version {v}");
+        let _ = writeln!(entry, "linux /{id}/vmlinuz-{v}");
+        let _ = writeln!(entry, "initrd /{id}/initrd.img-{v}");
+        let _ = writeln!(entry, "options {}", self.kernel_options(&args));
+        let file = |path: String, p: &PathBuf| EspFile {
+            path,
+            source: EspSource::File(p.clone()),
+        };
+        self.esp_files = vec![
+            file("EFI/BOOT/BOOTX64.EFI".into(), &boot.systemd_boot),
+            file("EFI/systemd/systemd-bootx64.efi".into(), &boot.systemd_boot),
+            file(format!("{id}/vmlinuz-{v}"), &boot.kernel),
+            file(format!("{id}/initrd.img-{v}"), &boot.initrd),
+            EspFile {
+                path: "loader/loader.conf".into(),
+                source: EspSource::Text(self.loader_conf()),
+            },
+            EspFile {
+                path: format!("loader/entries/{id}.conf"),
+                source: EspSource::Text(entry),
+            },
+        ];
+        self
+    }
+}
+
+/// ext4 journal size mke2fs picks for a filesystem of `size` bytes (4 KiB blocks), rounded up.
+fn journal_size(size: u64) -> u64 {
+    let blocks = size / 4096;
+    let jblocks = match blocks {
+        b if b < 32 * 1024 => 1024,
+        b if b < 256 * 1024 => 4096,
+        b if b < 512 * 1024 => 8192,
+        b if b < 4096 * 1024 => 16384,
+        b if b < 8192 * 1024 => 32768,
+        b if b < 16384 * 1024 => 65536,
+        b if b < 32768 * 1024 => 131072,
+        _ => 262144,
+    };
+    jblocks * 4096
+}
+
+/// Smallest root filesystem (bytes, whole MiB) that holds `totals`, with a small margin.
+pub fn root_min_size(totals: &Totals) -> u64 {
+    // Start from the data, add metadata, iterate because the overheads depend on the size.
+    let data = totals.data_blocks_bytes + 64 * 4096; // root dir, lost+found, slack
+    let mut size = data;
+    for _ in 0..8 {
+        let inode_tables = size / 64; // 256-byte inodes, one per 16 KiB
+        let other_meta = size / 128 + 4 * MIB; // bitmaps, descriptors, extent blocks, dirs
+        let next = data + inode_tables + other_meta + journal_size(size);
+        // Enough inodes for every entry (one per 16 KiB, with 10% spare).
+        let next = next.max(totals.entries * 16384 * 11 / 10);
+        if next <= size {
+            break;
+        }
+        size = next;
+    }
+    (size + size / 20).div_ceil(MIB) * MIB
+}
+
+/// Disk size for `totals` when the user gave none: content plus headroom for logs, container
+/// images pulled at first boot and the like (25%, at least 512 MiB).
+pub fn default_disk_size(totals: &Totals, esp_size: u64) -> u64 {
+    let root = root_min_size(totals);
+    let root = root + (root / 4).max(512 * MIB);
+    disk_size_for_root(root, esp_size)
+}
+
+/// Whole-disk size needed for a root filesystem of `root` bytes.
+pub fn disk_size_for_root(root: u64, esp_size: u64) -> u64 {
+    (MIB + esp_size + root + MIB).div_ceil(MIB) * MIB
+}
+
+/// Checks a requested disk size against the content.
+pub fn check_size(requested: u64, totals: &Totals, esp_size: u64) -> Result<(), ConvertError> {
+    let needed = disk_size_for_root(root_min_size(totals), esp_size);
+    if requested < needed {
+        return Err(ConvertError::TooSmall { requested, needed });
+    }
+    Ok(())
+}
+
+/// Parses `8GiB`, `512MiB`, `10G`, `1.5GiB`, `4096` (bytes); rounds up to a whole MiB.
+pub fn parse_size(s: &str) -> Result<u64, ConvertError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit_mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        "t" | "tib" | "tb" => 1 << 40,
+        _ => return Err(ConvertError::BadSize(s.to_string())),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| ConvertError::BadSize(s.to_string()))?;
+    let bytes = n * unit_mult as f64;
+    if !(bytes.is_finite() && bytes > 0.0 && bytes < (1u64 << 50) as f64) {
+        return Err(ConvertError::BadSize(s.to_string()));
+    }
+    Ok((bytes.ceil() as u64).div_ceil(MIB) * MIB)
+}
+
+/// `1.5 GiB`-style rendering.
+pub fn human(bytes: u64) -> String {
+    if bytes >= GIB {
+        format!("{:.2} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", bytes.div_ceil(MIB))
+    }
+}
+
+/// A size as a `--size` argument, rounded up to what `human` shows.
+pub fn size_arg(bytes: u64) -> String {
+    format!("{}MiB", bytes.div_ceil(MIB))
+}
+
+/// Compares kernel versions like `6.1.0-27-amd64` numerically where they are numbers.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<Result<u64, String>> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut digits = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() != digits && !cur.is_empty() {
+                out.push(if digits {
+                    Ok(cur.parse().unwrap_or(u64::MAX))
+                } else {
+                    Err(cur.clone())
+                });
+                cur.clear();
+            }
+            digits = c.is_ascii_digit();
+            cur.push(c);
+        }
+        if !cur.is_empty() {
+            out.push(if digits {
+                Ok(cur.parse().unwrap_or(u64::MAX))
+            } else {
+                Err(cur)
+            });
+        }
+        out
+    }
+    chunks(a).cmp(&chunks(b))
+}
+
+/// Picks the newest kernel that has an initrd. `kernels`/`initrds` are versions.
+pub fn pick_kernel(kernels: &[String], initrds: &[String]) -> Result<String, ConvertError> {
+    let mut ks: Vec<&String> = kernels.iter().collect();
+    ks.sort_by(|a, b| version_cmp(b, a));
+    let newest = ks.first().ok_or(ConvertError::NoKernel)?;
+    if initrds.contains(newest) {
+        Ok((*newest).clone())
+    } else {
+        Err(ConvertError::NoInitrd {
+            version: (*newest).clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot() -> BootFiles {
+        BootFiles {
+            kernel_version: "6.1.0-27-amd64".into(),
+            kernel: "/r/boot/vmlinuz-6.1.0-27-amd64".into(),
+            initrd: "/r/boot/initrd.img-6.1.0-27-amd64".into(),
+            systemd_boot: "/r/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into(),
+            cmdline: Some("console=ttyS0 quiet\n".into()),
+        }
+    }
+
+    #[test]
+    fn layout_is_aligned_and_fills_the_disk() {
+        let p = DiskPlan::new("node", "seed", 8 * GIB, DEFAULT_ESP_SIZE, DEFAULT_EPOCH);
+        assert_eq!(p.esp.offset, MIB);
+        assert_eq!(p.esp.size, 256 * MIB);
+        assert_eq!(p.root.offset, 257 * MIB);
+        assert_eq!(p.root.offset + p.root.size, 8 * GIB - MIB);
+        let g = p.gpt();
+        assert_eq!(g.partitions[0].first_lba, 2048);
+        assert_eq!(g.partitions[1].last_lba, (8 * GIB - MIB) / 512 - 1);
+        assert!(g.partitions[1].last_lba <= g.last_usable());
+        assert_eq!(g.partitions[1].type_guid, TYPE_ROOT_X86_64);
+    }
+
+    #[test]
+    fn ids_depend_on_seed_only() {
+        let a = DiskPlan::new("a", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0);
+        let b = DiskPlan::new("b", "s", 4 * GIB, DEFAULT_ESP_SIZE, 0);
+        let c = DiskPlan::new("a", "t", 2 * GIB, DEFAULT_ESP_SIZE, 0);
+        assert_eq!(a.ids, b.ids);
+        assert_ne!(a.ids, c.ids);
+        assert_ne!(a.ids.root_fs, a.ids.root_partition);
+    }
+
+    #[test]
+    fn fstab_and_entries_match_ids() {
+        let p =
+            DiskPlan::new("my node", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0).with_boot(&boot(), None);
+        assert!(p.fstab.contains(&format!("UUID={} / ext4", p.ids.root_fs)));
+        assert!(
+            p.fstab
+                .contains(&format!("PARTUUID={} /boot/efi vfat", p.ids.esp_partition))
+        );
+        let paths: Vec<&str> = p.esp_files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "EFI/BOOT/BOOTX64.EFI",
+                "EFI/systemd/systemd-bootx64.efi",
+                "my-node/vmlinuz-6.1.0-27-amd64",
+                "my-node/initrd.img-6.1.0-27-amd64",
+                "loader/loader.conf",
+                "loader/entries/my-node.conf",
+            ]
+        );
+        let EspSource::Text(entry) = &p.esp_files[5].source else {
+            panic!("entry is text")
+        };
+        assert_eq!(
+            entry,
+            &format!(
+                "title my node\nversion 6.1.0-27-amd64\nlinux /my-node/vmlinuz-6.1.0-27-amd64\n\
+                 initrd /my-node/initrd.img-6.1.0-27-amd64\n\
+                 options root=UUID={} rw console=ttyS0 quiet\n",
+                p.ids.root_fs
+            )
+        );
+        let EspSource::Text(conf) = &p.esp_files[4].source else {
+            panic!("loader.conf is text")
+        };
+        assert!(conf.starts_with("default my-node.conf\n"));
+    }
+
+    #[test]
+    fn explicit_kernel_arguments_win() {
+        let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_boot(&boot(), Some("console=tty0"));
+        let EspSource::Text(entry) = &p.esp_files[5].source else {
+            panic!()
+        };
+        assert!(entry.ends_with(" rw console=tty0\n"), "{entry}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8GiB").unwrap(), 8 * GIB);
+        assert_eq!(parse_size("512M").unwrap(), 512 * MIB);
+        assert_eq!(parse_size("1.5G").unwrap(), 1536 * MIB);
+        assert_eq!(parse_size("1000").unwrap(), MIB);
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert!(parse_size("5XB").is_err());
+        let t = Totals {
+            bytes: 0,
+            entries: 30_000,
+            data_blocks_bytes: 900 * MIB,
+        };
+        let root = root_min_size(&t);
+        assert!(root > 900 * MIB && root < 1200 * MIB, "{}", human(root));
+        let err = check_size(GIB, &t, DEFAULT_ESP_SIZE)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs at least"), "{err}");
+        assert!(check_size(4 * GIB, &t, DEFAULT_ESP_SIZE).is_ok());
+        assert!(default_disk_size(&t, DEFAULT_ESP_SIZE) > root + DEFAULT_ESP_SIZE);
+    }
+
+    #[test]
+    fn kernel_choice() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pick_kernel(
+                &v(&["6.1.0-9-amd64", "6.1.0-27-amd64"]),
+                &v(&["6.1.0-27-amd64"])
+            )
+            .unwrap(),
+            "6.1.0-27-amd64"
+        );
+        assert!(matches!(
+            pick_kernel(&v(&["6.1.0-27-amd64"]), &[]),
+            Err(ConvertError::NoInitrd { .. })
+        ));
+        assert!(matches!(pick_kernel(&[], &[]), Err(ConvertError::NoKernel)));
+    }
+}

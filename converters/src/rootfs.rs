@@ -1,0 +1,589 @@
+//! Rootfs input: a directory, a tar file, or a tar stream; sizing, the root filesystem, and the
+//! boot files (kernel, initrd, systemd-boot, `/etc/kernel/cmdline`) found on the way.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::ConvertOptions;
+use crate::error::ConvertError;
+use crate::plan::{self, BootFiles, DiskPlan, SYSTEMD_BOOT};
+use crate::progress::Progress;
+use crate::tar::{self as tarstream, Capture, Entry, EntryKind, Totals};
+use crate::tools::{self, Invocation, Runner};
+
+/// Where the rootfs comes from.
+pub enum Input {
+    Dir(PathBuf),
+    TarFile(PathBuf),
+    /// A tar stream, e.g. stdin of `docker buildx build -o type=tar,dest=- … | nodestamp convert -`.
+    TarStream(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Dir(p) => write!(f, "Dir({})", p.display()),
+            Input::TarFile(p) => write!(f, "TarFile({})", p.display()),
+            Input::TarStream(_) => f.write_str("TarStream"),
+        }
+    }
+}
+
+impl Input {
+    /// `-` is stdin; a directory is a rootfs directory; anything else a tar file.
+    pub fn from_arg(arg: &Path) -> Result<Input, ConvertError> {
+        if arg == Path::new("-") {
+            return Ok(Input::TarStream(Box::new(io::stdin())));
+        }
+        let m = fs::metadata(arg).map_err(|source| ConvertError::Input {
+            path: arg.to_path_buf(),
+            source,
+        })?;
+        Ok(if m.is_dir() {
+            Input::Dir(arg.to_path_buf())
+        } else {
+            Input::TarFile(arg.to_path_buf())
+        })
+    }
+}
+
+/// How a tar input is turned into the root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TarMode {
+    /// `Stream` when the host's mke2fs reads tarballs (e2fsprogs ≥ 1.47.1 with libarchive),
+    /// else `Extract`. `NODESTAMP_TAR_MODE=stream|extract` overrides.
+    #[default]
+    Auto,
+    /// The tar goes straight into `mke2fs -d -`: one pass, ownership from the tar headers.
+    Stream,
+    /// The tar is extracted to a scratch directory first (GNU tar), then `mke2fs -d <dir>`.
+    /// Ownership is preserved when running as root.
+    Extract,
+}
+
+impl TarMode {
+    fn resolve(self, runner: &mut dyn Runner) -> TarMode {
+        if self != TarMode::Auto {
+            return self;
+        }
+        match std::env::var("NODESTAMP_TAR_MODE").as_deref() {
+            Ok("stream") => return TarMode::Stream,
+            Ok("extract") => return TarMode::Extract,
+            _ => {}
+        }
+        static PROBE: OnceLock<bool> = OnceLock::new();
+        if *PROBE.get_or_init(|| mke2fs_reads_tar(runner)) {
+            TarMode::Stream
+        } else {
+            TarMode::Extract
+        }
+    }
+}
+
+/// Tries `mke2fs -d -` with an empty tar on a scratch image.
+fn mke2fs_reads_tar(runner: &mut dyn Runner) -> bool {
+    let dir = std::env::temp_dir().join(format!("nodestamp-probe-{}", std::process::id()));
+    if fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let img = dir.join("probe.img");
+    let ok = File::create(&img).and_then(|f| f.set_len(8 << 20)).is_ok()
+        && runner
+            .run_fed(
+                &Invocation::new("mke2fs")
+                    .arg("-q")
+                    .arg("-F")
+                    .arg("-t")
+                    .arg("ext4")
+                    .arg("-d")
+                    .arg("-")
+                    .arg(&img),
+                &mut |w| w.write_all(&[0u8; 1024]).map_err(ConvertError::io("probe")),
+            )
+            .is_ok();
+    let _ = fs::remove_dir_all(&dir);
+    ok
+}
+
+pub(crate) struct Built {
+    pub plan: DiskPlan,
+    pub input_bytes: u64,
+    pub populate: &'static str,
+}
+
+/// Sizes the disk, creates the raw image, builds the root filesystem into it, finds the boot
+/// files and returns the plan with its ESP contents.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build(
+    input: Input,
+    opts: &ConvertOptions,
+    seed: &str,
+    epoch: i64,
+    work: &Path,
+    raw: &Path,
+    runner: &mut dyn Runner,
+    progress: &mut dyn Progress,
+) -> Result<Built, ConvertError> {
+    match input {
+        Input::Dir(dir) => {
+            progress.stage(&format!("scanning {}", dir.display()));
+            let totals = scan_dir(&dir)?;
+            let boot = boot_files_in_dir(&dir)?;
+            let plan = plan_for(opts, seed, epoch, &totals)?;
+            create_raw(raw, plan.size)?;
+            progress.stage("building the root filesystem (mke2fs -d <dir>)");
+            run_mke2fs(
+                runner,
+                &tools::mke2fs(&plan, raw, &dir),
+                &plan,
+                &totals,
+                None,
+            )?;
+            Ok(Built {
+                plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+                input_bytes: totals.bytes,
+                populate: "mke2fs -d <dir>",
+            })
+        }
+        Input::TarFile(path) => {
+            let open = || {
+                File::open(&path).map_err(|source| ConvertError::Input {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let len = open()?.metadata().map(|m| m.len()).ok();
+            let totals = if opts.size.is_none() {
+                progress.stage(&format!("scanning {}", path.display()));
+                let mut on = |n| progress.bytes(n, len);
+                tarstream::stream(
+                    BufReader::with_capacity(1 << 20, open()?),
+                    None,
+                    &mut on,
+                    &mut |_| Capture::Skip,
+                )?
+            } else {
+                Totals::default()
+            };
+            from_tar(
+                Box::new(open()?),
+                len,
+                Some(totals).filter(|_| opts.size.is_none()),
+                opts,
+                seed,
+                epoch,
+                work,
+                raw,
+                runner,
+                progress,
+            )
+        }
+        Input::TarStream(r) => {
+            if opts.size.is_some() {
+                return from_tar(
+                    r, None, None, opts, seed, epoch, work, raw, runner, progress,
+                );
+            }
+            // Without a size the content must be measured first: spool the stream.
+            progress.stage("reading the rootfs tar (no --size: measuring the content first)");
+            let spool = work.join("rootfs.tar");
+            let mut f = io::BufWriter::with_capacity(
+                1 << 20,
+                File::create(&spool).map_err(ConvertError::io("creating the spool file"))?,
+            );
+            let mut on = |n| progress.bytes(n, None);
+            let totals = tarstream::stream(r, Some(&mut f), &mut on, &mut |_| Capture::Skip)?;
+            f.flush()
+                .map_err(ConvertError::io("writing the spool file"))?;
+            drop(f);
+            let file = File::open(&spool).map_err(ConvertError::io("reading the spool file"))?;
+            from_tar(
+                Box::new(file),
+                Some(totals.bytes),
+                Some(totals),
+                opts,
+                seed,
+                epoch,
+                work,
+                raw,
+                runner,
+                progress,
+            )
+        }
+    }
+}
+
+fn plan_for(
+    opts: &ConvertOptions,
+    seed: &str,
+    epoch: i64,
+    totals: &Totals,
+) -> Result<DiskPlan, ConvertError> {
+    let size = match opts.size {
+        Some(s) => {
+            let s = s.div_ceil(plan::MIB) * plan::MIB;
+            plan::check_size(s, totals, opts.esp_size)?;
+            s
+        }
+        None => plan::default_disk_size(totals, opts.esp_size),
+    };
+    Ok(DiskPlan::new(&opts.name, seed, size, opts.esp_size, epoch))
+}
+
+fn create_raw(raw: &Path, size: u64) -> Result<(), ConvertError> {
+    let f = File::create(raw).map_err(ConvertError::io(format!("creating {}", raw.display())))?;
+    f.set_len(size)
+        .map_err(ConvertError::io(format!("sizing {}", raw.display())))
+}
+
+fn is_space_error(e: &ConvertError) -> bool {
+    match e {
+        ConvertError::Tool { stderr, .. } => {
+            let s = stderr.to_ascii_lowercase();
+            s.contains("could not allocate")
+                || s.contains("no space")
+                || s.contains("not enough space")
+                || s.contains("no free space")
+                || s.contains("inodes")
+        }
+        _ => false,
+    }
+}
+
+fn too_small(plan: &DiskPlan, totals: &Totals, esp: u64) -> ConvertError {
+    let estimate = plan::disk_size_for_root(plan::root_min_size(totals), esp);
+    let needed = estimate.max((plan.size + plan.size / 4).div_ceil(plan::MIB) * plan::MIB);
+    ConvertError::TooSmall {
+        requested: plan.size,
+        needed,
+    }
+}
+
+fn run_mke2fs(
+    runner: &mut dyn Runner,
+    inv: &Invocation,
+    plan: &DiskPlan,
+    totals: &Totals,
+    feed: Option<tools::Feed<'_>>,
+) -> Result<(), ConvertError> {
+    let r = match feed {
+        Some(f) => runner.run_fed(inv, f),
+        None => runner.run(inv).map(|_| ()),
+    };
+    r.map_err(|e| {
+        if is_space_error(&e) {
+            too_small(plan, totals, plan.esp.size)
+        } else {
+            e
+        }
+    })
+}
+
+/// Writes to the child until it fails, then keeps accepting (and dropping) bytes so the rest of
+/// the stream can still be measured for the error message.
+struct SoftSink<'a> {
+    inner: &'a mut dyn Write,
+    failed: bool,
+}
+
+impl Write for SoftSink<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if !self.failed && self.inner.write_all(b).is_err() {
+            self.failed = true;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Boot files captured from a tar stream into `dir`.
+struct Captured {
+    dir: PathBuf,
+    kernels: Vec<String>,
+    initrds: Vec<String>,
+    systemd_boot: bool,
+    cmdline: bool,
+    /// debugfs commands for the extract path: ctime (and, when not root, ownership) as in
+    /// the tar, which extraction cannot reproduce.
+    fixups: Option<io::BufWriter<File>>,
+    root: bool,
+}
+
+impl Captured {
+    fn visit(&mut self, e: &Entry) -> Capture {
+        if let Some(w) = self.fixups.as_mut()
+            && !e.path.contains(['"', '\n', '\\'])
+            && e.kind != EntryKind::HardLink
+        {
+            let p = format!("\"/{}\"", e.path);
+            let _ = writeln!(w, "sif {p} ctime @{0}\nsif {p} atime @{0}", e.mtime);
+            if !self.root {
+                let _ = writeln!(w, "sif {p} uid {}\nsif {p} gid {}", e.uid, e.gid);
+            }
+        }
+        self.capture(e)
+    }
+
+    fn capture(&mut self, e: &Entry) -> Capture {
+        if e.kind != EntryKind::File {
+            return Capture::Skip;
+        }
+        let name = if let Some(v) = e.path.strip_prefix("boot/vmlinuz-") {
+            self.kernels.push(v.to_string());
+            format!("vmlinuz-{v}")
+        } else if let Some(v) = e.path.strip_prefix("boot/initrd.img-") {
+            self.initrds.push(v.to_string());
+            format!("initrd.img-{v}")
+        } else if e.path == SYSTEMD_BOOT || e.path == SYSTEMD_BOOT.trim_start_matches("usr/") {
+            self.systemd_boot = true;
+            "systemd-bootx64.efi".to_string()
+        } else if e.path == "etc/kernel/cmdline" {
+            self.cmdline = true;
+            "cmdline".to_string()
+        } else {
+            return Capture::Skip;
+        };
+        if name.contains('/') {
+            return Capture::Skip;
+        }
+        match File::create(self.dir.join(&name)) {
+            Ok(f) => Capture::To(Box::new(io::BufWriter::new(f))),
+            Err(_) => Capture::Skip,
+        }
+    }
+
+    fn boot_files(&self) -> Result<BootFiles, ConvertError> {
+        let v = plan::pick_kernel(&self.kernels, &self.initrds)?;
+        if !self.systemd_boot {
+            return Err(ConvertError::NoSystemdBoot {
+                path: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+            });
+        }
+        Ok(BootFiles {
+            kernel: self.dir.join(format!("vmlinuz-{v}")),
+            initrd: self.dir.join(format!("initrd.img-{v}")),
+            kernel_version: v,
+            systemd_boot: self.dir.join("systemd-bootx64.efi"),
+            cmdline: if self.cmdline {
+                fs::read_to_string(self.dir.join("cmdline")).ok()
+            } else {
+                None
+            },
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn from_tar(
+    r: Box<dyn Read + Send>,
+    len: Option<u64>,
+    totals: Option<Totals>,
+    opts: &ConvertOptions,
+    seed: &str,
+    epoch: i64,
+    work: &Path,
+    raw: &Path,
+    runner: &mut dyn Runner,
+    progress: &mut dyn Progress,
+) -> Result<Built, ConvertError> {
+    let plan = plan_for(opts, seed, epoch, &totals.unwrap_or_default())?;
+    create_raw(raw, plan.size)?;
+    let boot_dir = work.join("boot");
+    fs::create_dir_all(&boot_dir).map_err(ConvertError::io("creating the work directory"))?;
+    let mut cap = Captured {
+        dir: boot_dir,
+        kernels: Vec::new(),
+        initrds: Vec::new(),
+        systemd_boot: false,
+        cmdline: false,
+        fixups: None,
+        root: is_root(),
+    };
+    let mode = opts.tar_mode.resolve(runner);
+    let fixups_path = work.join("fixups.debugfs");
+    if mode == TarMode::Extract {
+        cap.fixups = Some(io::BufWriter::new(
+            File::create(&fixups_path).map_err(ConvertError::io("creating the work directory"))?,
+        ));
+    }
+    progress.stage(match mode {
+        TarMode::Extract => "extracting the rootfs tar",
+        _ => "building the root filesystem (tar → mke2fs -d -)",
+    });
+    let mut seen = Totals::default();
+    let mut input = Some(BufReader::with_capacity(1 << 20, r));
+    let mut feed = |w: &mut dyn Write| -> Result<(), ConvertError> {
+        let mut sink = SoftSink {
+            inner: w,
+            failed: false,
+        };
+        let mut on = |n| progress.bytes(n, len);
+        let input = input
+            .take()
+            .ok_or_else(|| ConvertError::Options("input consumed".into()))?;
+        seen = tarstream::stream(input, Some(&mut sink), &mut on, &mut |e| cap.visit(e))?;
+        Ok(())
+    };
+    let populate = match mode {
+        TarMode::Stream | TarMode::Auto => {
+            let inv = tools::mke2fs(&plan, raw, Path::new("-"));
+            let r = runner.run_fed(&inv, &mut feed);
+            if let Err(e) = r {
+                if is_space_error(&e) {
+                    return Err(too_small(&plan, &seen, plan.esp.size));
+                }
+                return Err(e);
+            }
+            "tar → mke2fs -d - (streamed)"
+        }
+        TarMode::Extract => {
+            let dir = work.join("rootfs");
+            fs::create_dir_all(&dir).map_err(ConvertError::io("creating the work directory"))?;
+            let mut inv = Invocation::new("tar")
+                .arg("-x")
+                .arg("-f")
+                .arg("-")
+                .arg("-C")
+                .arg(&dir)
+                .arg("--numeric-owner")
+                .arg("-p")
+                .arg("--xattrs")
+                .arg("--xattrs-include=*");
+            inv = if is_root() {
+                inv.arg("--same-owner")
+            } else {
+                inv.arg("--no-same-owner")
+            };
+            runner.run_fed(&inv, &mut feed)?;
+            progress.stage("building the root filesystem (mke2fs -d <dir>)");
+            run_mke2fs(runner, &tools::mke2fs(&plan, raw, &dir), &plan, &seen, None)?;
+            let _ = fs::remove_dir_all(&dir);
+            if let Some(mut w) = cap.fixups.take() {
+                w.flush()
+                    .map_err(ConvertError::io("writing debugfs commands"))?;
+                progress.stage("restoring tar metadata (debugfs)");
+                runner.run(&tools::debugfs_write(&plan, raw, &fixups_path))?;
+            }
+            "tar -x, then mke2fs -d <dir>"
+        }
+    };
+    let boot = cap.boot_files()?;
+    Ok(Built {
+        plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+        input_bytes: seen.bytes,
+        populate,
+    })
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Walks a rootfs directory (not following symlinks) and adds up what ext4 will need.
+pub fn scan_dir(dir: &Path) -> Result<Totals, ConvertError> {
+    let mut totals = Totals::default();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = fs::read_dir(&d).map_err(|source| ConvertError::Input {
+            path: d.clone(),
+            source,
+        })?;
+        totals.add(&entry_of(
+            &fs::symlink_metadata(&d).ok(),
+            &d,
+            EntryKind::Directory,
+        ));
+        for e in rd {
+            let e = e.map_err(|source| ConvertError::Input {
+                path: d.clone(),
+                source,
+            })?;
+            let m = e.metadata().ok();
+            let ft = m.as_ref().map(|m| m.file_type());
+            let kind = match ft {
+                Some(t) if t.is_dir() => {
+                    stack.push(e.path());
+                    continue;
+                }
+                Some(t) if t.is_file() => EntryKind::File,
+                Some(t) if t.is_symlink() => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            };
+            let en = entry_of(&m, &e.path(), kind);
+            totals.bytes += if kind == EntryKind::File { en.size } else { 0 };
+            totals.add(&en);
+        }
+    }
+    Ok(totals)
+}
+
+fn entry_of(m: &Option<fs::Metadata>, p: &Path, kind: EntryKind) -> Entry {
+    let link = if kind == EntryKind::Symlink {
+        fs::read_link(p)
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Entry {
+        path: String::new(),
+        kind,
+        size: m.as_ref().map(|m| m.len()).unwrap_or(0),
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        link,
+    }
+}
+
+/// A regular file at `rel` inside `root`, refusing anything that resolves outside the root.
+fn file_in_root(root: &Path, rel: &str) -> Option<PathBuf> {
+    let p = root.join(rel);
+    let canon_root = fs::canonicalize(root).ok()?;
+    let canon = fs::canonicalize(&p).ok()?;
+    (canon.starts_with(&canon_root) && fs::metadata(&canon).ok()?.is_file()).then_some(canon)
+}
+
+/// Finds the kernel, initrd, systemd-boot and `/etc/kernel/cmdline` in a rootfs directory.
+pub fn boot_files_in_dir(root: &Path) -> Result<BootFiles, ConvertError> {
+    let mut kernels = Vec::new();
+    let mut initrds = Vec::new();
+    if let Ok(rd) = fs::read_dir(root.join("boot")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if !regular {
+                continue;
+            }
+            if let Some(v) = name.strip_prefix("vmlinuz-") {
+                kernels.push(v.to_string());
+            } else if let Some(v) = name.strip_prefix("initrd.img-") {
+                initrds.push(v.to_string());
+            }
+        }
+    }
+    let v = plan::pick_kernel(&kernels, &initrds)?;
+    let systemd_boot = file_in_root(root, SYSTEMD_BOOT).ok_or(ConvertError::NoSystemdBoot {
+        path: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+    })?;
+    let cmdline = file_in_root(root, "etc/kernel/cmdline").and_then(|p| fs::read_to_string(p).ok());
+    Ok(BootFiles {
+        kernel: root.join("boot").join(format!("vmlinuz-{v}")),
+        initrd: root.join("boot").join(format!("initrd.img-{v}")),
+        kernel_version: v,
+        systemd_boot,
+        cmdline,
+    })
+}
