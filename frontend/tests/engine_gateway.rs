@@ -2,38 +2,9 @@
 //! image (`$FRONTEND_IMAGE`, default `nodestamp/frontend:dev`, built by `hack/build-frontend`)
 //! through `docker buildx build`. Run with `cargo test -- --ignored` (hack/test does).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn frontend_image() -> String {
-    std::env::var("FRONTEND_IMAGE").unwrap_or_else(|_| "nodestamp/frontend:dev".to_owned())
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("cannot run docker")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Writes `body` under a `# syntax=` line to `dir/name`.
-fn write_spec(dir: &Path, name: &str, body: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("# syntax={}\n{body}", frontend_image())).unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
-fn unique_tag(test: &str) -> String {
-    format!("nodestamp-test/{test}:{}", std::process::id())
-}
+use common::{docker, frontend_image, text, unique_tag, write_spec};
 
 #[test]
 #[ignore = "needs the docker engine; run by hack/test"]

@@ -123,7 +123,14 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
     for c in &k.components {
         let (src, src_path) = match &c.source {
             ComponentSource::Http { url, sha256 } => (
-                http(ctx, url, sha256, &c.name, c.span),
+                http(
+                    ctx,
+                    &format!("component {}", c.name),
+                    url,
+                    sha256,
+                    &c.name,
+                    c.span,
+                ),
                 format!("/{}", c.name),
             ),
             ComponentSource::Local(rel) => (local(ctx, rel, c.span), format!("/{rel}")),

@@ -178,7 +178,14 @@ pub(crate) fn storage_actions(
                 fa.copy(&src, format!("/{rel}"), &f.path, opts)
             }
             Contents::Source { url, sha256 } => {
-                let src = http(ctx, url, sha256, "file", f.span);
+                let src = http(
+                    ctx,
+                    &format!("file {}", f.path),
+                    url,
+                    sha256,
+                    "file",
+                    f.span,
+                );
                 let opts = CopyOpts {
                     owner: own,
                     mode: Some(mode),
@@ -221,14 +228,23 @@ pub(crate) fn local(ctx: &Ctx, rel: &str, span: Span) -> State {
     )
 }
 
-/// A download verified by its sha256, saved as `/<filename>`.
-pub(crate) fn http(ctx: &Ctx, url: &str, sha256: &str, filename: &str, span: Span) -> State {
+/// A download verified by its sha256, saved as `/<filename>`; `what` names it in progress
+/// output and errors (`component kubelet`).
+pub(crate) fn http(
+    ctx: &Ctx,
+    what: &str,
+    url: &str,
+    sha256: &str,
+    filename: &str,
+    span: Span,
+) -> State {
     let opts = HttpOpts {
         checksum: Some(format!("sha256:{sha256}")),
         filename: Some(filename.into()),
         perm: None,
     };
-    State::http(url, opts, ctx.meta(format!("download {url}"), Some(span)))
+    let name = format!("download {what}: {url}");
+    State::http(url, opts, ctx.meta(name, Some(span)))
 }
 
 /// A shell script making the links `links` (relative to `root`).

@@ -1,0 +1,142 @@
+//! Helpers for the engine tests: `docker buildx build` against the real engine, progress
+//! parsing, image inspection. The frontend image is `$FRONTEND_IMAGE` (default
+//! `nodestamp/frontend:dev`, built by `hack/build-frontend`); the component context by
+//! `hack/components`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn frontend_image() -> String {
+    std::env::var("FRONTEND_IMAGE").unwrap_or_else(|_| "nodestamp/frontend:dev".to_owned())
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The build context with the Debian-packaged Kubernetes components.
+pub fn components_context() -> PathBuf {
+    let dir = repo().join("build/components/context");
+    assert!(
+        dir.join("components").is_dir(),
+        "{} is missing: run hack/components",
+        dir.display()
+    );
+    dir
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("cannot run docker")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes `body` under a `# syntax=` line to `dir/name`.
+pub fn write_spec(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("# syntax={}\n{body}", frontend_image())).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+pub fn unique_tag(test: &str) -> String {
+    format!("nodestamp-test/{test}:{}", std::process::id())
+}
+
+/// `docker buildx build --progress=plain -f spec --target target [-t tag] [args] context`.
+pub fn build(
+    spec: &Path,
+    target: &str,
+    tag: Option<&str>,
+    args: &[&str],
+    context: &Path,
+) -> (bool, String) {
+    let spec = spec.to_str().unwrap();
+    let mut cmd = vec![
+        "buildx",
+        "build",
+        "--progress=plain",
+        "-f",
+        spec,
+        "--target",
+        target,
+    ];
+    if let Some(t) = tag {
+        cmd.extend(["-t", t]);
+    }
+    cmd.extend(args);
+    cmd.push(context.to_str().unwrap());
+    let out = docker(&cmd);
+    (out.status.success(), text(&out))
+}
+
+/// The steps of a plain progress log: name → whether BuildKit re-used it. A step is re-used
+/// when it is reported `CACHED`, or — for ops without inputs, which BuildKit evaluates while
+/// computing cache keys and so never reports as `CACHED` (like sources: the all-cached
+/// rebuild of testdata/engine/os-a.yaml shows `[kubernetes 4/5] configuration and units`
+/// as `DONE 0.0s`) — `DONE 0.0s` with no output of its own.
+pub fn steps(log: &str) -> BTreeMap<String, bool> {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut reused: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut busy: BTreeMap<&str, bool> = BTreeMap::new();
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((id, what)) = rest.split_once(' ') else {
+            continue;
+        };
+        let what = what.trim();
+        if what.starts_with('[') && !names.contains_key(id) {
+            names.insert(id, what);
+        } else if what == "CACHED" {
+            reused.insert(id, true);
+        } else if what == "DONE 0.0s" {
+            reused
+                .entry(id)
+                .or_insert(!busy.get(id).copied().unwrap_or(false));
+        } else if what.starts_with("DONE") || what.starts_with("ERROR") {
+            reused.entry(id).or_insert(false);
+        } else if names.contains_key(id) {
+            busy.insert(id, true);
+        }
+    }
+    names
+        .into_iter()
+        .map(|(id, name)| (name.to_string(), reused.get(id).copied().unwrap_or(false)))
+        .collect()
+}
+
+/// The layer diff IDs of an image, bottom first.
+pub fn layers(tag: &str) -> Vec<String> {
+    let out = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        tag,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Removes the tagged images when dropped.
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = docker(&["image", "rm", "-f", t]);
+        }
+    }
+}
