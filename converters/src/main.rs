@@ -5,6 +5,8 @@
 //! Exit codes: 0 valid (warnings allowed), 1 the spec has errors, 2 the command could not run
 //! (bad arguments, unreadable file).
 
+mod convert_cmd;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Validate a spec offline and print every diagnostic.
     Check(CheckArgs),
+    /// Convert a node rootfs (directory, tar file, or `-` for a tar stream) into bootable
+    /// disk images (raw, qcow2, vmdk, vhd).
+    Convert(convert_cmd::ConvertArgs),
 }
 
 #[derive(Args)]
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(&args),
+        Command::Convert(args) => return convert_cmd::run(args),
     };
     match result {
         Ok(code) => code,
