@@ -87,11 +87,11 @@ fn kubernetes_layer_never_touches_the_os() {
     let (spec, bytes) = example();
     for symlinks in [false, true] {
         let c = compile(&spec, &bytes, &opts(symlinks));
-        let (ops, _) = decode_ops(&c.kubernetes.marshal().unwrap()).unwrap();
+        let ops = decode_ops(&c.kubernetes.marshal().unwrap()).unwrap().ops;
         assert!(!ops.is_empty());
         let os_ops: std::collections::BTreeSet<_> = decode_ops(&c.os.marshal().unwrap())
             .unwrap()
-            .0
+            .ops
             .into_keys()
             .collect();
         for (digest, op) in &ops {

@@ -268,7 +268,7 @@ impl ExecState {
             mounts,
             secret_env: exec.secret_env,
         };
-        let node = Output::new(OpKind::Exec(spec), meta, base.platform.clone());
+        let node = Output::new(OpKind::Exec(Box::new(spec)), meta, base.platform.clone());
         ExecState {
             node,
             base: base.clone(),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::marshal::decode_ops;
+use crate::marshal::{DecodedOps, decode_ops};
 use crate::pb;
 
 fn input(op: &pb::Op, index: i64) -> Value {
@@ -140,35 +140,35 @@ fn op_view(op: &pb::Op) -> Value {
 /// The JSON view: `{"result": "<digest>#<index>", "ops": {"<digest>": {...}}}` with each op's
 /// progress name and spec location where present.
 pub fn definition_json(def: &pb::Definition) -> Result<Value, prost::DecodeError> {
-    let (ops, result) = decode_ops(def)?;
+    let DecodedOps { ops, result } = decode_ops(def)?;
     let mut out = Map::new();
     for (digest, op) in &ops {
         let mut v = op_view(op);
         if let Value::Object(m) = &mut v {
-            if let Some(md) = def.metadata.get(digest.as_str()) {
-                if let Some(name) = md.description.get("llb.customname") {
-                    m.insert("name".into(), json!(name));
-                }
+            if let Some(md) = def.metadata.get(digest.as_str())
+                && let Some(name) = md.description.get("llb.customname")
+            {
+                m.insert("name".into(), json!(name));
             }
-            if let Some(src) = &def.source {
-                if let Some(locs) = src.locations.get(digest.as_str()) {
-                    let l: Vec<Value> = locs
-                        .locations
-                        .iter()
-                        .flat_map(|l| {
-                            let file = src
-                                .infos
-                                .get(l.source_index as usize)
-                                .map(|i| i.filename.clone())
-                                .unwrap_or_default();
-                            l.ranges.iter().map(move |r| {
-                                let s = r.start.unwrap_or_default();
-                                json!(format!("{}:{}:{}", file, s.line, s.character + 1))
-                            })
+            if let Some(src) = &def.source
+                && let Some(locs) = src.locations.get(digest.as_str())
+            {
+                let l: Vec<Value> = locs
+                    .locations
+                    .iter()
+                    .flat_map(|l| {
+                        let file = src
+                            .infos
+                            .get(l.source_index as usize)
+                            .map(|i| i.filename.clone())
+                            .unwrap_or_default();
+                        l.ranges.iter().map(move |r| {
+                            let s = r.start.unwrap_or_default();
+                            json!(format!("{}:{}:{}", file, s.line, s.character + 1))
                         })
-                        .collect();
-                    m.insert("location".into(), json!(l));
-                }
+                    })
+                    .collect();
+                m.insert("location".into(), json!(l));
             }
         }
         out.insert(digest.to_string(), strip_nulls(v));

@@ -34,7 +34,7 @@ mod state;
 pub use digest::Digest;
 pub use exec::{CacheSharing, Exec, ExecState, Mount, NetMode};
 pub use file::{ChownOpt, CopyOpts, FileActions, Owner};
-pub use marshal::{MarshalError, decode_ops};
+pub use marshal::{DecodedOps, MarshalError, decode_ops};
 pub use meta::{Meta, SourceMap, SourceRange};
 pub use proto::pb;
 pub use source::{HttpOpts, ImageOpts, LocalOpts, ResolveMode, normalize_image_ref};

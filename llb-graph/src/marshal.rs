@@ -103,6 +103,7 @@ fn to_op(node: &Node) -> Result<(pb::Op, Vec<Output>), MarshalError> {
     let op = match &node.kind {
         OpKind::Source(s) => pb::op::Op::Source(s.clone()),
         OpKind::Exec(e) => {
+            let e = &**e;
             if e.meta.args.is_empty() {
                 return Err(MarshalError::EmptyCommand {
                     name: node.meta.name.clone(),
@@ -449,10 +450,16 @@ impl State {
     }
 }
 
-/// Decodes the ops of a definition, keyed by digest, with the result's digest and index.
-pub fn decode_ops(
-    def: &pb::Definition,
-) -> Result<(BTreeMap<Digest, pb::Op>, Option<(Digest, i64)>), prost::DecodeError> {
+/// The ops of a definition keyed by digest, and the result they select.
+#[derive(Debug, Default)]
+pub struct DecodedOps {
+    pub ops: BTreeMap<Digest, pb::Op>,
+    /// The digest and output index of the result; `None` for an empty definition.
+    pub result: Option<(Digest, i64)>,
+}
+
+/// Decodes the ops of a definition.
+pub fn decode_ops(def: &pb::Definition) -> Result<DecodedOps, prost::DecodeError> {
     let mut ops = BTreeMap::new();
     let mut result = None;
     for (i, bytes) in def.def.iter().enumerate() {
@@ -466,5 +473,5 @@ pub fn decode_ops(
             ops.insert(Digest::of(bytes), op);
         }
     }
-    Ok((ops, result))
+    Ok(DecodedOps { ops, result })
 }

@@ -67,7 +67,7 @@ impl fmt::Display for Platform {
 /// What an op does; inputs are held as [`Output`]s so the graph is a tree of `Arc`s.
 pub(crate) enum OpKind {
     Source(pb::SourceOp),
-    Exec(ExecSpec),
+    Exec(Box<ExecSpec>),
     File(FileSpec),
     Merge(Vec<Output>),
     Diff(Option<Output>, Option<Output>),

@@ -278,7 +278,7 @@ fn metadata_carries_names_and_source_locations() {
     let def = sample("version: 1\nos:\n  packages: [jq]\n")
         .marshal()
         .unwrap();
-    let (decoded, _) = decode_ops(&def).unwrap();
+    let decoded = decode_ops(&def).unwrap().ops;
     let exec_digest = decoded
         .iter()
         .find(|(_, o)| matches!(o.op, Some(K::Exec(_))))

@@ -275,8 +275,11 @@ pub(crate) fn links_script(links: &[Ln], root: &str) -> String {
 struct Step<'a> {
     name: String,
     span: Option<Span>,
-    apply: Box<dyn FnOnce(&Ctx, State, llb_graph::Meta) -> State + 'a>,
+    apply: Apply<'a>,
 }
+
+/// Adds a step's ops on top of a state.
+type Apply<'a> = Box<dyn FnOnce(&Ctx, State, llb_graph::Meta) -> State + 'a>;
 
 fn join_names(items: &[&Spanned<String>]) -> String {
     let names: Vec<&str> = items.iter().map(|p| p.value.as_str()).collect();
