@@ -1,7 +1,7 @@
 //! nodestamp frontend library.
-pub mod diag;
-pub mod spec;
-pub mod compile;
-pub mod image;
-pub mod gateway;
 pub mod build;
+pub mod compile;
+pub mod diag;
+pub mod gateway;
+pub mod image;
+pub mod spec;
