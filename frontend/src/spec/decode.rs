@@ -105,6 +105,7 @@ struct UnitEntry {
     span: Span,
     key_path: String,
     has_contents: bool,
+    enabled: bool,
     layer: Layer,
 }
 
@@ -968,6 +969,7 @@ impl Cx<'_> {
                 span: name.span,
                 key_path: path.to_owned(),
                 has_contents: unit.contents.is_some(),
+                enabled: unit.enabled == Some(true),
                 layer,
             });
             unit.name = name.value;
@@ -1289,7 +1291,64 @@ impl Cx<'_> {
         self.duplicate_paths();
         self.symlink_loops();
         self.duplicate_units();
+        self.undefined_units(spec);
         self.runtime_warning(spec);
+    }
+
+    /// A Kubernetes-layer unit that is enabled but that nothing in the spec can ship: no
+    /// `contents`, no file at a systemd unit path in either layer, no OS unit with contents, no
+    /// extracted component (an archive may carry unit files) and no OS package named like the
+    /// unit. The finalize step's `systemctl enable` would then fail unless the base image has
+    /// it. OS-layer units are not checked: packages and the base image ship most of them.
+    fn undefined_units(&mut self, spec: &Spec) {
+        const UNIT_DIRS: &[&str] = &[
+            "/etc/systemd/system",
+            "/usr/lib/systemd/system",
+            "/lib/systemd/system",
+            "/usr/local/lib/systemd/system",
+        ];
+        let Some(k) = &spec.kubernetes else {
+            return;
+        };
+        if k.components.iter().any(|c| c.extract) {
+            return;
+        }
+        let mut found = Vec::new();
+        for u in &self.units {
+            if u.layer != Layer::Kubernetes || !u.enabled || u.has_contents {
+                continue;
+            }
+            let defined_by_unit = self
+                .units
+                .iter()
+                .any(|o| o.name == u.name && o.has_contents);
+            let defined_by_file = self.paths.iter().any(|p| {
+                UNIT_DIRS
+                    .iter()
+                    .any(|d| p.path.strip_prefix(d) == Some(&format!("/{}", u.name)))
+            });
+            let stem = u.name.rsplit_once('.').map_or("", |(s, _)| s);
+            let stem = stem.split('@').next().unwrap_or(stem);
+            let by_package = spec
+                .os
+                .packages
+                .iter()
+                .any(|p| p.value.split(['=', ':', '/']).next() == Some(stem));
+            if !defined_by_unit && !defined_by_file && !by_package {
+                found.push((u.key_path.clone(), u.span, u.name.clone()));
+            }
+        }
+        for (key_path, span, name) in found {
+            self.warn(
+                &join(&key_path, "name"),
+                span,
+                Problem::new(format!(
+                    "unit `{name}` is enabled but nothing in the spec defines it: no `contents`, no file at /etc/systemd/system/{name}, no extracted component and no OS package named `{}`",
+                    name.rsplit_once('.').map_or("", |(s, _)| s).split('@').next().unwrap_or("")
+                ))
+                .help("add `contents`, or ignore this if the base image or an OS package ships the unit; otherwise the finalize step's `systemctl enable` fails"),
+            );
+        }
     }
 
     fn duplicate_paths(&mut self) {

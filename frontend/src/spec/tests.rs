@@ -889,6 +889,47 @@ fn units_across_layers() {
 }
 
 #[test]
+fn kubernetes_unit_enabled_but_never_defined_warns() {
+    let unit = "  systemd: { units: [{ name: kubelet.service, enabled: true }] }\n";
+    let l = ok(&k8s(unit));
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    let w = &l.warnings[0];
+    assert_eq!(w.path, "kubernetes.systemd.units[0].name");
+    assert_eq!(at(w), (4, 30));
+    assert!(
+        w.message
+            .starts_with("unit `kubelet.service` is enabled but nothing in the spec defines it"),
+        "{}",
+        w.message
+    );
+    assert!(w.help.as_deref().unwrap_or_default().contains("base image"));
+    // Anything that can ship the unit silences it: contents, a file at a unit path (either
+    // layer), an OS unit with contents, an extracted component, an OS package named like it.
+    for fix in [
+        "  systemd: { units: [{ name: kubelet.service, enabled: true, contents: \"[Service]\\n\" }] }\n".to_string(),
+        format!("{unit}  storage: {{ files: [{{ path: /etc/systemd/system/kubelet.service }}] }}\n"),
+        format!("{unit}  storage: {{ files: [{{ path: /usr/lib/systemd/system/kubelet.service }}] }}\n"),
+        format!("{unit}  components: [{{ name: k, local: k.tgz, extract: true }}]\n"),
+    ] {
+        assert!(ok(&k8s(&fix)).warnings.is_empty(), "{fix}");
+    }
+    let with_pkg = k8s(unit).replace(
+        "from: debian:bookworm",
+        "from: debian:bookworm, packages: [kubelet]",
+    );
+    assert!(ok(&with_pkg).warnings.is_empty());
+    let with_os_unit = k8s(unit).replace(
+        "from: debian:bookworm",
+        "from: debian:bookworm, systemd: { units: [{ name: kubelet.service, contents: x }] }",
+    );
+    assert!(ok(&with_os_unit).warnings.is_empty());
+    // Disabled or masked units need no definition; templates match their package by stem.
+    assert!(ok(&k8s("  systemd: { units: [{ name: x.service, enabled: false }, { name: y.service, mask: true }] }\n")).warnings.is_empty());
+    let tpl = k8s("  systemd: { units: [{ name: getty@tty1.service, enabled: true }] }\n");
+    assert!(ok(&tpl.replace("from: debian:bookworm", "from: debian:bookworm, packages: [getty]")).warnings.is_empty());
+}
+
+#[test]
 fn passwd() {
     let d = error(&os(
         "  passwd:\n    users: [{ name: core, password: hunter2 }]\n",
