@@ -926,7 +926,14 @@ fn kubernetes_unit_enabled_but_never_defined_warns() {
     // Disabled or masked units need no definition; templates match their package by stem.
     assert!(ok(&k8s("  systemd: { units: [{ name: x.service, enabled: false }, { name: y.service, mask: true }] }\n")).warnings.is_empty());
     let tpl = k8s("  systemd: { units: [{ name: getty@tty1.service, enabled: true }] }\n");
-    assert!(ok(&tpl.replace("from: debian:bookworm", "from: debian:bookworm, packages: [getty]")).warnings.is_empty());
+    assert!(
+        ok(&tpl.replace(
+            "from: debian:bookworm",
+            "from: debian:bookworm, packages: [getty]"
+        ))
+        .warnings
+        .is_empty()
+    );
 }
 
 #[test]
