@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
 
-use crate::compile::{CompileOptions, Target, compile};
+use crate::compile::{CompileOptions, Target, compile_target};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::gateway::{Caps, FrontendEnv, FrontendError, ImageResolveMode, SourceRange};
 use crate::image::{ImageConfigInput, base_env, image_config, rfc3339};
@@ -73,18 +73,11 @@ pub fn diagnostics_error(filename: &str, source: &[u8], diags: &Diagnostics) -> 
 
 /// Parses the request: target name, build args, and the spec itself.
 pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request, FrontendError> {
-    let target = match env.target() {
-        None => Target::Node,
-        Some(t) => Target::parse(t).ok_or_else(|| {
-            FrontendError::new(format!(
-                "unknown target {t:?}: accepted targets are {}",
-                Target::NAMES.join(", ")
-            ))
-        })?,
-    };
     let build_args = env.build_args();
     let loaded = spec::load(filename, source, &build_args)
         .map_err(|d| diagnostics_error(filename, source, &d))?;
+    let target =
+        Target::parse(env.target().unwrap_or(""), &loaded.spec).map_err(FrontendError::new)?;
     if target == Target::Kubernetes && loaded.spec.kubernetes.is_none() {
         return Err(FrontendError::new(format!(
             "target \"kubernetes\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os"
@@ -163,17 +156,13 @@ pub fn finish(
             .filter_map(|k| req.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
             .collect(),
     };
-    let compiled = compile(&req.spec, &req.source, &opts);
-    let definition = compiled.target(req.target).marshal().map_err(|e| {
+    let state = compile_target(&req.spec, &req.source, &opts, &req.target);
+    let definition = state.marshal().map_err(|e| {
         FrontendError::new(format!(
             "internal error: cannot marshal the build graph: {e}"
         ))
     })?;
-    let target_name = match req.target {
-        Target::Node => "node",
-        Target::Os => "os",
-        Target::Kubernetes => "kubernetes",
-    };
+    let target_name = req.target.kind();
     let config = image_config(
         &req.spec,
         &ImageConfigInput {

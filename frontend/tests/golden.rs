@@ -53,9 +53,9 @@ fn golden_llb() {
         for (suffix, symlinks) in [("", false), (".symlink-cap", true)] {
             let c = compile(&spec, &bytes, &opts(symlinks));
             let got = serde_json::json!({
-                "node": view(c.target(Target::Node)),
-                "os": view(c.target(Target::Os)).get("result").cloned(),
-                "kubernetes": view(c.target(Target::Kubernetes)).get("result").cloned(),
+                "node": view(c.target(&Target::Node).unwrap()),
+                "os": view(c.target(&Target::Os).unwrap()).get("result").cloned(),
+                "kubernetes": view(c.target(&Target::Kubernetes).unwrap()).get("result").cloned(),
             });
             let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
             let file = case.join(format!("expected{suffix}.llb.json"));
@@ -168,4 +168,56 @@ fn same_spec_gives_byte_identical_definitions() {
         .unwrap()
         .encode_to_vec();
     assert_eq!(a, b);
+}
+
+/// A disk target runs the converter in the tools image on the node's root filesystem,
+/// mounted read-only, and returns the output directory.
+#[test]
+fn disk_targets_convert_the_node_rootfs() {
+    use nodestamp_frontend::compile::compile_target;
+    use nodestamp_frontend::spec::Format;
+    let (spec, bytes) = example();
+    let o = opts(false);
+    let node = compile(&spec, &bytes, &o).node.digest().unwrap().unwrap();
+    let target = Target::parse("disk", &spec).unwrap();
+    assert_eq!(target, Target::Disk(vec![Format::Qcow2, Format::Raw]));
+    let disk = compile_target(&spec, &bytes, &o, &target);
+    let def = disk.marshal().unwrap();
+    let decoded = decode_ops(&def).unwrap();
+    let (result, index) = decoded.result.unwrap();
+    let Some(K::Exec(exec)) = &decoded.ops[&result].op else {
+        panic!("the result is not an exec")
+    };
+    let op = &decoded.ops[&result];
+    let args = &exec.meta.as_ref().unwrap().args;
+    assert_eq!(
+        args.join(" "),
+        "nodestamp convert --quiet --format qcow2 --format raw --output-dir /out --name golden-node --size 4294967296 /rootfs"
+    );
+    let rootfs = exec.mounts.iter().find(|m| m.dest == "/rootfs").unwrap();
+    assert!(rootfs.readonly);
+    assert_eq!(op.inputs[rootfs.input as usize].digest, node.to_string());
+    let out = exec.mounts.iter().find(|m| m.dest == "/out").unwrap();
+    assert_eq!(
+        (out.input, out.output as i64),
+        (-1, index),
+        "the result is the scratch /out mount"
+    );
+    assert_eq!(exec.network, llb_graph::pb::NetMode::None as i32);
+
+    assert_eq!(
+        Target::parse("vhd", &spec).unwrap(),
+        Target::Disk(vec![Format::Vhd])
+    );
+    let err = Target::parse("qcow", &spec).unwrap_err();
+    assert!(
+        err.contains("unknown target \"qcow\"") && err.contains("qcow2"),
+        "{err}"
+    );
+    let (minimal, _) = load(
+        &root().join("testdata/golden/minimal/spec.yaml"),
+        &BTreeMap::new(),
+    );
+    let err = Target::parse("disk", &minimal).unwrap_err();
+    assert!(err.contains("disk.formats"), "{err}");
 }

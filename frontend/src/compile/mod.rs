@@ -11,6 +11,7 @@
 //! actions on scratch (plus, on engines without symlink file actions, a step of the frontend's
 //! own tools image writing links into it), so its digests do not depend on the OS layer.
 
+pub mod disk;
 mod kubernetes;
 mod os;
 mod script;
@@ -21,28 +22,74 @@ use std::sync::Arc;
 
 use llb_graph::{Meta, Platform, ResolveMode, SourceMap, SourceRange, State};
 
-use crate::spec::{Span, Spec};
+use crate::spec::{Format, Span, Spec};
 
 pub use units::install_targets;
 
 /// What a build produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Os,
     Kubernetes,
     Node,
+    /// Disk images in these formats (`raw`, `qcow2`, `vmdk`, `vhd`, or `disk` for the spec's
+    /// `disk.formats`).
+    Disk(Vec<Format>),
 }
 
 impl Target {
     /// The accepted target names, for messages and documentation.
-    pub const NAMES: &'static [&'static str] = &["node", "os", "kubernetes"];
+    pub const NAMES: &'static [&'static str] = &[
+        "node",
+        "os",
+        "kubernetes",
+        "raw",
+        "qcow2",
+        "vmdk",
+        "vhd",
+        "disk",
+    ];
 
-    pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "" | "node" => Some(Target::Node),
-            "os" => Some(Target::Os),
-            "kubernetes" => Some(Target::Kubernetes),
-            _ => None,
+    /// Parses a target name; `disk` takes its formats from `spec`.
+    pub fn parse(s: &str, spec: &Spec) -> Result<Target, String> {
+        Ok(match s {
+            "" | "node" => Target::Node,
+            "os" => Target::Os,
+            "kubernetes" => Target::Kubernetes,
+            "disk" => {
+                let formats = spec
+                    .disk
+                    .as_ref()
+                    .map(|d| d.formats.clone())
+                    .unwrap_or_default();
+                if formats.is_empty() {
+                    return Err(format!(
+                        "target \"disk\" builds the formats listed in disk.formats, and {} lists none; \
+                         add disk.formats or use --target raw, qcow2, vmdk or vhd",
+                        spec.file_name
+                    ));
+                }
+                Target::Disk(formats)
+            }
+            other => match Format::ALL.iter().find(|(name, _)| *name == other) {
+                Some((_, f)) => Target::Disk(vec![*f]),
+                None => {
+                    return Err(format!(
+                        "unknown target {other:?}: accepted targets are {}",
+                        Target::NAMES.join(", ")
+                    ));
+                }
+            },
+        })
+    }
+
+    /// The name of the target's kind, for labels: `node`, `os`, `kubernetes` or `disk`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Node => "node",
+            Target::Os => "os",
+            Target::Kubernetes => "kubernetes",
+            Target::Disk(_) => "disk",
         }
     }
 }
@@ -93,12 +140,29 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    pub fn target(&self, t: Target) -> &State {
+    /// The state of an image target; `None` for disk targets (see [`compile_target`]).
+    pub fn target(&self, t: &Target) -> Option<&State> {
         match t {
-            Target::Os => &self.os,
-            Target::Kubernetes => &self.kubernetes,
-            Target::Node => &self.node,
+            Target::Os => Some(&self.os),
+            Target::Kubernetes => Some(&self.kubernetes),
+            Target::Node => Some(&self.node),
+            Target::Disk(_) => None,
         }
+    }
+}
+
+/// Compiles `spec` and returns the state of `target`.
+pub fn compile_target(spec: &Spec, source: &[u8], opts: &CompileOptions, target: &Target) -> State {
+    let compiled = compile(spec, source, opts);
+    match target {
+        Target::Disk(formats) => {
+            let ctx = Ctx {
+                opts,
+                source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
+            };
+            disk::compile(&ctx, spec, &compiled.node, formats)
+        }
+        t => compiled.target(t).cloned().unwrap_or_else(State::scratch),
     }
 }
 
