@@ -5,7 +5,7 @@
 use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
 
 use super::Ctx;
-use super::os::{Ln, http, links_script, local, storage_actions, unit_files};
+use super::os::{Ln, at_copies, http, links_script, local, storage_actions, unit_files};
 use super::script::words;
 use super::units::install_targets;
 use crate::spec::{ComponentSource, Span, Spec};
@@ -144,6 +144,8 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 Some(c.mode.unwrap_or(0o755))
             },
             create_dest_path: true,
+            // Resolved inside the build context: a symlink out of it fails the build.
+            follow_symlinks: matches!(c.source, ComponentSource::Local(_)),
             owner: ChownOpt::ids(0, 0),
             ..Default::default()
         };
@@ -168,7 +170,11 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
             .or(k.modules.first().map(|m| m.span));
         let mut config = State::scratch().file(
             config_fa,
-            ctx.meta(name("configuration and units".into()), span),
+            at_copies(
+                ctx,
+                ctx.meta(name("configuration and units".into()), span),
+                &k.storage,
+            ),
         );
         if !leftover.is_empty() {
             // Engines without symlink file actions: the frontend's own tools image writes the
@@ -182,10 +188,14 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 ctx.meta("[kubernetes] tools image".into(), None),
             );
             let what: Vec<&str> = leftover.iter().map(|l| l.path.as_str()).collect();
-            let exec = Exec::shell(links_script(&leftover, "/layer"))
-                .network(NetMode::None)
-                .readonly_root()
-                .mount(Mount::layer(&config, "/layer"));
+            let exec = Exec::shell(links_script(
+                &leftover,
+                "/layer",
+                ctx.opts.source_date_epoch,
+            ))
+            .network(NetMode::None)
+            .readonly_root()
+            .mount(Mount::layer(&config, "/layer"));
             let run = tools.run(
                 exec,
                 ctx.meta(name(format!("links: {}", what.join(" "))), span),

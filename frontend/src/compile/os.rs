@@ -173,6 +173,9 @@ pub(crate) fn storage_actions(
                     owner: own,
                     mode: Some(mode),
                     create_dest_path: true,
+                    // A symlink in the context is resolved inside the context: one pointing
+                    // out of it fails the build instead of becoming a link in the image.
+                    follow_symlinks: true,
                     ..Default::default()
                 };
                 fa.copy(&src, format!("/{rel}"), &f.path, opts)
@@ -247,9 +250,14 @@ pub(crate) fn http(
     State::http(url, opts, ctx.meta(name, Some(span)))
 }
 
-/// A shell script making the links `links` (relative to `root`).
-pub(crate) fn links_script(links: &[Ln], root: &str) -> String {
+/// A shell script making the links `links` (relative to `root`). With `epoch`
+/// (`SOURCE_DATE_EPOCH`) every link and every directory on the way to it get that time, as the
+/// file actions' entries do, so the layer is the same byte for byte whenever it is built; when
+/// `root` is a mounted layer (not `/`), every entry of the layer is reset, which also undoes the
+/// parent directories' mtime changes made by adding entries to them.
+pub(crate) fn links_script(links: &[Ln], root: &str, epoch: Option<i64>) -> String {
     let mut s = String::from("set -eu\n");
+    let mut touched: Vec<String> = Vec::new();
     for l in links {
         let path = format!("{root}{}", l.path);
         let target = if l.hard {
@@ -267,8 +275,49 @@ pub(crate) fn links_script(links: &[Ln], root: &str) -> String {
             quote(&target),
             quote(&path)
         );
+        let mut p = l.path.as_str();
+        touched.push(path.clone());
+        while let Some(d) = parent(p) {
+            touched.push(format!("{root}{d}"));
+            p = d;
+        }
+    }
+    if let Some(epoch) = epoch {
+        if root.is_empty() {
+            touched.sort();
+            touched.dedup();
+            s += &format!(
+                "touch -h -d @{epoch} -- {}\n",
+                words(touched.iter().map(String::as_str))
+            );
+        } else {
+            s += &format!(
+                "find {} -exec touch -h -d @{epoch} -- {{}} +\n",
+                quote(root)
+            );
+        }
     }
     s
+}
+
+/// `meta` located also at every file of `storage` copied from the build context or a URL: the
+/// entries that can fail while the step runs (a missing file, a symlink out of the context), so
+/// BuildKit shows their lines, not only the step's first entry.
+pub(crate) fn at_copies(
+    ctx: &Ctx,
+    mut meta: llb_graph::Meta,
+    storage: &spec::Storage,
+) -> llb_graph::Meta {
+    let first = meta.locations.first().map(|(_, r)| *r);
+    for f in &storage.files {
+        if matches!(f.contents, Contents::Local(_) | Contents::Source { .. }) {
+            let r = super::range(f.span);
+            if Some(r) != first {
+                meta = meta.at(&ctx.source, r);
+            }
+        }
+    }
+    meta
 }
 
 /// One numbered step of the OS layer (`[os i/n] name`).
@@ -419,12 +468,13 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     name: meta.name.as_ref().map(|n| format!("{n}: links")),
                     ..meta.clone()
                 };
-                let st = st.file(fa, meta);
+                let st = st.file(fa, at_copies(ctx, meta, storage));
                 if links.is_empty() {
                     st
                 } else {
                     st.run(
-                        Exec::shell(links_script(&links, "")).network(llb_graph::NetMode::None),
+                        Exec::shell(links_script(&links, "", ctx.opts.source_date_epoch))
+                            .network(llb_graph::NetMode::None),
                         links_meta,
                     )
                     .root()
@@ -567,4 +617,66 @@ pub(crate) fn unit_files(ctx: &Ctx, systemd: &spec::Systemd, dir: &str) -> FileA
         }
     }
     fa
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ln, links_script};
+
+    fn ln(path: &str, target: &str) -> Ln {
+        Ln {
+            path: path.into(),
+            target: target.into(),
+            hard: false,
+        }
+    }
+
+    #[test]
+    fn links_get_source_date_epoch() {
+        let links = [ln(
+            "/etc/systemd/system/multi-user.target.wants/a.service",
+            "/etc/systemd/system/a.service",
+        )];
+        let plain = links_script(&links, "/layer", None);
+        assert!(!plain.contains("touch"), "{plain}");
+        // A mounted layer: every entry is reset, parents made by mkdir -p and changed by ln too.
+        let fixed = links_script(&links, "/layer", Some(1_700_000_000));
+        assert!(
+            fixed.ends_with("find /layer -exec touch -h -d @1700000000 -- {} +\n"),
+            "{fixed}"
+        );
+        // The root filesystem: the links and their ancestors only.
+        let os = links_script(&[ln("/a/b/c", "x")], "", Some(5));
+        assert!(os.ends_with("touch -h -d @5 -- /a /a/b /a/b/c\n"), "{os}");
+        // The script runs: links, times.
+        let dir = std::env::temp_dir().join(format!("nodestamp-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.to_str().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(links_script(&links, root, Some(1_700_000_000)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in [
+            "etc",
+            "etc/systemd/system/multi-user.target.wants",
+            "etc/systemd/system/multi-user.target.wants/a.service",
+        ] {
+            let m = std::fs::symlink_metadata(dir.join(p)).unwrap();
+            let secs = m
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert_eq!(secs, 1_700_000_000, "{p}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
