@@ -370,6 +370,10 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         base = base.env("PATH", DEFAULT_PATH);
     }
 
+    // `os.build`: files bind-mounted and secrets given to the package and `run` steps.
+    let build = build_mounts(ctx, &os.build);
+    let build_secrets: Vec<spec::Secret> = os.build.secrets.clone();
+
     let mut steps: Vec<Step<'a>> = Vec::new();
     let cache_key: String = from
         .value
@@ -385,6 +389,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         let names: Vec<&str> = pkgs.iter().map(|p| p.value.as_str()).collect();
         let script = install_script(&names);
         let key = cache_key.clone();
+        let (build, build_secrets) = (build.clone(), build_secrets.clone());
         steps.push(Step {
             name: format!("install {tier}: {}", join_names(&pkgs)),
             span: span_of(&pkgs),
@@ -400,7 +405,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                         format!("nodestamp-apt-cache-{key}"),
                         CacheSharing::Locked,
                     ));
-                exec = with_proxy(ctx, exec);
+                exec = with_proxy(ctx, with_build(exec, &build, &build_secrets));
                 st.run(exec, meta).root()
             }),
         });
@@ -550,15 +555,16 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             label = format!("{}...", label.chars().take(57).collect::<String>());
         }
         let script = cmd.value.clone();
+        let build = build.clone();
+        let secrets: Vec<spec::Secret> =
+            build_secrets.iter().chain(&cmd.secrets).cloned().collect();
         steps.push(Step {
             name: format!("run: {label}"),
             span: Some(cmd.span),
             apply: Box::new(move |ctx, st, meta| {
-                st.run(
-                    with_proxy(ctx, Exec::new(["/bin/sh", "-ec", &script])),
-                    meta,
-                )
-                .root()
+                let exec = Exec::new(["/bin/sh", "-ec", &script]);
+                st.run(with_proxy(ctx, with_build(exec, &build, &secrets)), meta)
+                    .root()
             }),
         });
     }
@@ -570,6 +576,47 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         st = (step.apply)(ctx, st, meta);
     }
     st
+}
+
+/// The mounts of `os.build.files`: one state made on scratch (not in any image layer), each
+/// file bind-mounted read-only at its path. BuildKit removes the mount points it had to create
+/// once the step is done, so the files leave no trace in the step's layer.
+fn build_mounts(ctx: &Ctx, build: &spec::Build) -> Vec<Mount> {
+    if build.files.is_empty() {
+        return Vec::new();
+    }
+    let storage = spec::Storage {
+        files: build.files.clone(),
+        ..spec::Storage::default()
+    };
+    let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
+    let (fa, _) = storage_actions(ctx, &storage, fa, &[], Vec::new());
+    let paths: Vec<&str> = build.files.iter().map(|f| f.path.as_str()).collect();
+    let meta = ctx.meta(
+        format!("[os] build-time files: {}", paths.join(" ")),
+        build.files.first().map(|f| f.span),
+    );
+    let state = State::scratch().file(fa, at_copies(ctx, meta, &storage));
+    build
+        .files
+        .iter()
+        .map(|f| Mount::readonly(&state, &f.path).selector(&f.path))
+        .collect()
+}
+
+/// Adds the build-time file mounts and the secrets (files readable by root, or environment
+/// variables; neither enters the cache key or any layer) to a step.
+fn with_build(mut exec: Exec, mounts: &[Mount], secrets: &[spec::Secret]) -> Exec {
+    for m in mounts {
+        exec = exec.mount(m.clone());
+    }
+    for s in secrets {
+        exec = match &s.target {
+            spec::SecretTarget::File(path) => exec.mount(Mount::secret(path, &s.id, false)),
+            spec::SecretTarget::Env(name) => exec.secret_env(name, &s.id),
+        };
+    }
+    exec
 }
 
 /// Passes the proxy build args to a step; BuildKit keeps them out of the cache key.

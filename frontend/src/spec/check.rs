@@ -247,6 +247,35 @@ pub(crate) fn unit_name(s: &str) -> Check {
     }
 }
 
+/// A secret id as `--secret id=…` takes: letters, digits, `.`, `_`, `-`.
+pub(crate) fn secret_id(s: &str) -> Check {
+    if !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Ok(());
+    }
+    Err(Problem::new(format!(
+        "expected a secret id like apt-auth (letters, digits, `.`, `_`, `-`), got {}",
+        Shown(s)
+    )))
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn env_name(s: &str) -> Check {
+    let mut chars = s.chars();
+    if matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Ok(());
+    }
+    Err(Problem::new(format!(
+        "expected an environment variable name like API_TOKEN, got {}",
+        Shown(s)
+    )))
+}
+
 /// A drop-in file name: `something.conf`, no `/`.
 pub(crate) fn dropin_name(s: &str) -> Check {
     match s.strip_suffix(".conf") {

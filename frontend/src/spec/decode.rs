@@ -11,7 +11,7 @@ use super::yaml::{self, Kind, Node, Scalar, key_text};
 use super::{
     Bootloader, Component, ComponentSource, Contents, Diagnostic, Diagnostics, Directory, Disk,
     Dropin, File, Filesystem, Firmware, Format, Group, Kubernetes, Link, Loaded, Os, Owner, Passwd,
-    Pos, Span, Spanned, Spec, Storage, Systemd, Unit, User,
+    Pos, Run, Secret, SecretTarget, Span, Spanned, Spec, Storage, Systemd, Unit, User,
 };
 
 pub(super) fn load(
@@ -161,7 +161,11 @@ const OS: &[&str] = &[
     "systemd",
     "passwd",
     "run",
+    "build",
 ];
+const BUILD: &[&str] = &["secrets", "files"];
+const SECRET: &[&str] = &["id", "target", "env"];
+const RUN: &[&str] = &["command", "secrets"];
 const STORAGE: &[&str] = &["files", "directories", "links"];
 const FILE: &[&str] = &["path", "mode", "user", "group", "overwrite", "contents"];
 const CONTENTS: &[&str] = &["inline", "local", "source", "verification"];
@@ -656,8 +660,141 @@ impl Cx<'_> {
         if let Some(n) = f.get("passwd") {
             os.passwd = self.passwd(n, "os.passwd");
         }
-        os.run = self.strings(&f, "run", "a shell command", check::non_empty);
+        if let Some(n) = f.get("build") {
+            os.build = self.build(n, "os.build");
+        }
+        let rpath = f.path("run");
+        for (i, n) in self.list(&f, "run").iter().enumerate() {
+            if let Some(r) = self.run(n, &index(&rpath, i)) {
+                os.run.push(r);
+            }
+        }
         os
+    }
+
+    /// An `os.run` entry: a command, or `{command, secrets}`.
+    fn run(&mut self, node: &Node, path: &str) -> Option<Run> {
+        if !matches!(node.kind, Kind::Map(_)) {
+            let c = self.checked(node, path, "a shell command", check::non_empty)?;
+            return Some(Run {
+                value: c.value,
+                span: c.span,
+                secrets: Vec::new(),
+            });
+        }
+        let f = self.map(node, path, RUN)?;
+        let command = self.required(&f, "command", "a shell command", check::non_empty);
+        let secrets = self.secrets(&f);
+        Some(Run {
+            value: command?.value,
+            span: node.span,
+            secrets,
+        })
+    }
+
+    fn secrets(&mut self, f: &Fields) -> Vec<Secret> {
+        let spath = f.path("secrets");
+        let mut out: Vec<Secret> = Vec::new();
+        for (i, n) in self.list(f, "secrets").iter().enumerate() {
+            let ipath = index(&spath, i);
+            let Some(sf) = self.map(n, &ipath, SECRET) else {
+                continue;
+            };
+            let id = self.required(&sf, "id", "a secret id", check::secret_id);
+            let target = self.field(&sf, "target", "an absolute path", check::abs_path);
+            let env = self.field(&sf, "env", "an environment variable name", check::env_name);
+            if sf.get("target").is_some() && sf.get("env").is_some() {
+                self.error_help(
+                    &ipath,
+                    sf.key_span("env").unwrap_or(n.span),
+                    "a secret is either a file (`target`) or an environment variable (`env`), not both",
+                    "list the secret twice to get both",
+                );
+                continue;
+            }
+            let Some(id) = id else { continue };
+            let target = match (target, env) {
+                (Some(t), None) => SecretTarget::File(t.value),
+                (None, Some(e)) => SecretTarget::Env(e.value),
+                (None, None) if sf.get("target").is_none() && sf.get("env").is_none() => {
+                    SecretTarget::File(format!("/run/secrets/{}", id.value))
+                }
+                _ => continue,
+            };
+            if let Some(prev) = out.iter().find(|s| s.target == target) {
+                let what = match &target {
+                    SecretTarget::File(p) => format!("file {p}"),
+                    SecretTarget::Env(e) => format!("variable {e}"),
+                };
+                let message = format!(
+                    "secret {what} is already given by secret `{}` (line {})",
+                    prev.id, prev.span.start.line
+                );
+                self.error(&ipath, n.span, message);
+                continue;
+            }
+            out.push(Secret {
+                span: n.span,
+                id: id.value,
+                target,
+            });
+        }
+        out
+    }
+
+    /// `os.build`: secrets and files for the package and `run` steps only.
+    fn build(&mut self, node: &Node, path: &str) -> super::Build {
+        let mut b = super::Build::default();
+        let Some(f) = self.map(node, path, BUILD) else {
+            return b;
+        };
+        b.secrets = self.secrets(&f);
+        let fpath = f.path("files");
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for (i, n) in self.list(&f, "files").iter().enumerate() {
+            let ipath = index(&fpath, i);
+            // Build files are not in the image: they take no part in the image's path checks.
+            let before = self.paths.len();
+            let file = self.file(n, &ipath, Layer::Os);
+            self.paths.truncate(before);
+            if let Some(k) = self.map_quiet(n).and_then(|m| m.key_span("overwrite")) {
+                self.error(
+                    &join(&ipath, "overwrite"),
+                    k,
+                    "build-time files are never in the image, so `overwrite` does not apply",
+                );
+            }
+            for (key, owner) in [("user", &file.user), ("group", &file.group)] {
+                if let Some(super::Owner::Name(name)) = owner {
+                    let span = self.map_quiet(n).and_then(|m| m.get(key).map(|v| v.span));
+                    self.error_help(
+                        &join(&ipath, key),
+                        span.unwrap_or(n.span),
+                        format!("build-time files take numeric owners only, got the name `{name}`"),
+                        "they are made apart from the OS, where no /etc/passwd resolves names; write the id",
+                    );
+                }
+            }
+            if file.path.is_empty() {
+                continue;
+            }
+            let name = Spanned::new(file.path.clone(), file.span);
+            self.unique(&mut seen, &name, &join(&ipath, "path"), "build-time file");
+            b.files.push(file);
+        }
+        b
+    }
+
+    /// `node`'s entries as [`Fields`], without reporting anything.
+    fn map_quiet<'n>(&self, node: &'n Node) -> Option<Fields<'n>> {
+        match &node.kind {
+            Kind::Map(entries) => Some(Fields {
+                entries,
+                span: node.span,
+                path: String::new(),
+            }),
+            _ => None,
+        }
     }
 
     // ---- storage -----------------------------------------------------------------------------

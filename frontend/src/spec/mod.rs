@@ -53,7 +53,47 @@ pub struct Os {
     pub storage: Storage,
     pub systemd: Systemd,
     pub passwd: Passwd,
-    pub run: Vec<Spanned<String>>,
+    pub run: Vec<Run>,
+    /// `os.build`: secrets and files for the package and `run` steps, never in the image.
+    pub build: Build,
+}
+
+/// One `os.run` entry: a plain string, or `{command, secrets}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Run {
+    /// The shell command.
+    pub value: String,
+    /// The command's text (or the whole entry when written as a mapping).
+    pub span: Span,
+    /// Secrets for this step only, on top of `os.build.secrets`.
+    pub secrets: Vec<Secret>,
+}
+
+/// `os.build`: what the package and `run` steps see while they run and the image never holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Build {
+    pub secrets: Vec<Secret>,
+    /// Bind-mounted read-only at their paths during the package and `run` steps.
+    pub files: Vec<File>,
+}
+
+/// A build secret (`--secret id=…`): a file (default `/run/secrets/<id>`) or an environment
+/// variable of the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Secret {
+    pub span: Span,
+    /// `[A-Za-z0-9._-]+`, as given to `--secret id=…`.
+    pub id: String,
+    pub target: SecretTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretTarget {
+    /// An absolute path; the file is readable by root only (0400).
+    File(String),
+    /// An environment variable name.
+    Env(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -310,7 +310,7 @@ fn engine_invalid_spec_reports_both_errors() {
     assert_eq!(
         got,
         [
-            "node.yaml:12:3: os.pakages: unknown key `pakages`; expected one of from, packages, kernel_arguments, storage, systemd, passwd, run",
+            "node.yaml:12:3: os.pakages: unknown key `pakages`; expected one of from, packages, kernel_arguments, storage, systemd, passwd, run, build",
             "node.yaml:17:15: os.storage.files[0].mode: expected an octal mode like 0644, got \"rwx\"",
         ]
     );
@@ -934,6 +934,90 @@ fn kubernetes_unit_enabled_but_never_defined_warns() {
         .warnings
         .is_empty()
     );
+}
+
+#[test]
+fn build_secrets_files_and_run_mappings() {
+    let l = ok(&os(concat!(
+        "  build:\n",
+        "    secrets:\n",
+        "      - { id: apt-auth, target: /etc/apt/auth.conf.d/p.conf }\n",
+        "      - { id: token, env: API_TOKEN }\n",
+        "      - { id: plain }\n",
+        "    files:\n",
+        "      - { path: /etc/apt/sources.list.d/p.list, contents: { inline: x } }\n",
+        "      - { path: /etc/ssl/ca.crt, user: 0, contents: { local: ca.crt } }\n",
+        "  storage: { files: [{ path: /etc/apt/sources.list.d/p.list }] }\n",
+        "  run:\n",
+        "    - echo a\n",
+        "    - command: echo b\n",
+        "      secrets: [{ id: extra, env: EXTRA }]\n",
+    )));
+    let o = &l.spec.os;
+    let t: Vec<(&str, &SecretTarget)> = o
+        .build
+        .secrets
+        .iter()
+        .map(|s| (s.id.as_str(), &s.target))
+        .collect();
+    assert_eq!(
+        t,
+        [
+            (
+                "apt-auth",
+                &SecretTarget::File("/etc/apt/auth.conf.d/p.conf".into())
+            ),
+            ("token", &SecretTarget::Env("API_TOKEN".into())),
+            ("plain", &SecretTarget::File("/run/secrets/plain".into())),
+        ]
+    );
+    assert_eq!(o.build.files.len(), 2);
+    assert_eq!(o.build.files[1].contents, Contents::Local("ca.crt".into()));
+    assert_eq!(o.run[0].value, "echo a");
+    assert!(o.run[0].secrets.is_empty());
+    assert_eq!(o.run[1].value, "echo b");
+    assert_eq!(
+        o.run[1].secrets[0].target,
+        SecretTarget::Env("EXTRA".into())
+    );
+    assert_eq!(at_span(o.run[1].span), (15, 7));
+
+    let e = |body: &str| errors(&os(body));
+    let d = &e("  build: { secrets: [{ id: a, target: /x, env: X }] }\n")[0];
+    assert!(d.message.contains("not both"), "{}", d.message);
+    let d = &e("  build: { secrets: [{ id: \"a b\" }] }\n")[0];
+    assert_eq!(d.path, "os.build.secrets[0].id");
+    let d = &e("  build: { secrets: [{ id: a, env: 1X }] }\n")[0];
+    assert_eq!(d.path, "os.build.secrets[0].env");
+    let d = &e("  build: { secrets: [{ id: a, target: rel }] }\n")[0];
+    assert_eq!(d.path, "os.build.secrets[0].target");
+    let d = &e("  build: { secrets: [{ target: /x }] }\n")[0];
+    assert_eq!(d.path, "os.build.secrets[0].id");
+    let d = &e("  build: { secrets: [{ id: a }, { id: b, target: /run/secrets/a }] }\n")[0];
+    assert!(
+        d.message.contains("already given by secret `a`"),
+        "{}",
+        d.message
+    );
+    let d = &e("  build: { files: [{ path: /a }, { path: /a }] }\n")[0];
+    assert_eq!(d.path, "os.build.files[1].path");
+    let d = &e("  build: { files: [{ path: /a, user: core }] }\n")[0];
+    assert_eq!(d.path, "os.build.files[0].user");
+    let d = &e("  build: { files: [{ path: /a, overwrite: true }] }\n")[0];
+    assert_eq!(d.path, "os.build.files[0].overwrite");
+    let d = &e("  build: { secret: [] }\n")[0];
+    assert_eq!(d.help.as_deref(), Some("did you mean `secrets`?"));
+    let d = &e("  run: [{ secrets: [{ id: a }] }]\n")[0];
+    assert_eq!(
+        d.message,
+        "missing required key `command` (a shell command)"
+    );
+    let d = &e("  run: [{ command: x, secret: [] }]\n")[0];
+    assert_eq!(d.path, "os.run[0].secret");
+}
+
+fn at_span(s: Span) -> (u32, u32) {
+    (s.start.line, s.start.col)
 }
 
 #[test]
