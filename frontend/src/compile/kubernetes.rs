@@ -112,7 +112,8 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         (FileActions::new(), Vec::new())
     };
 
-    let total = k.components.len() + usize::from(has_config) + usize::from(!leftover.is_empty());
+    let tools_step = has_config && (!leftover.is_empty() || ctx.opts.source_date_epoch.is_some());
+    let total = k.components.len() + usize::from(has_config) + usize::from(tools_step);
     let mut step = 0;
     let mut name = |what: String| {
         step += 1;
@@ -153,10 +154,22 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
             .timestamp(ctx.opts.source_date_epoch)
             .copy(&src, src_path, &dest, opts);
         let verb = if c.extract { "unpack" } else { "install" };
-        layers.push(State::scratch().file(
+        let layer = State::scratch().file(
             fa,
             ctx.meta(name(format!("{verb} {} → {dest}", c.name)), Some(c.span)),
-        ));
+        );
+        layers.push(match ctx.opts.source_date_epoch {
+            None => layer,
+            Some(_) => tools_layer(
+                ctx,
+                &layer,
+                &[],
+                ctx.meta(
+                    format!("[kubernetes] SOURCE_DATE_EPOCH: {}", c.name),
+                    Some(c.span),
+                ),
+            ),
+        });
     }
 
     if has_config {
@@ -176,31 +189,17 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 &k.storage,
             ),
         );
-        if !leftover.is_empty() {
+        if !leftover.is_empty() || ctx.opts.source_date_epoch.is_some() {
             // Engines without symlink file actions: the frontend's own tools image writes the
-            // links into the layer, mounted at /layer; the OS is not involved.
-            let tools = State::image_with(
-                &ctx.opts.tools_image,
-                ImageOpts {
-                    resolve_mode: ctx.opts.image_resolve_mode,
-                    platform: Some(ctx.opts.platform.clone()),
-                },
-                ctx.meta("[kubernetes] tools image".into(), None),
-            );
+            // links; with SOURCE_DATE_EPOCH it also fixes every entry's time. The OS is not
+            // involved.
             let what: Vec<&str> = leftover.iter().map(|l| l.path.as_str()).collect();
-            let exec = Exec::shell(links_script(
-                &leftover,
-                "/layer",
-                ctx.opts.source_date_epoch,
-            ))
-            .network(NetMode::None)
-            .readonly_root()
-            .mount(Mount::layer(&config, "/layer"));
-            let run = tools.run(
-                exec,
-                ctx.meta(name(format!("links: {}", what.join(" "))), span),
-            );
-            config = run.output("/layer").unwrap_or(config);
+            let label = if what.is_empty() {
+                "SOURCE_DATE_EPOCH: configuration".to_string()
+            } else {
+                format!("links: {}", what.join(" "))
+            };
+            config = tools_layer(ctx, &config, &leftover, ctx.meta(name(label), span));
         }
         layers.push(config);
     }
@@ -229,6 +228,36 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         finalize,
         finalize_span: late_span,
     }
+}
+
+/// A layer finished by the tools image: `links` made, and with `SOURCE_DATE_EPOCH` every entry
+/// set to that time. Adding an entry to a directory changes the directory's time, and the file
+/// actions' `create_dest_path` and parent directories take the current time, so with an epoch
+/// the layer is copied onto scratch (`/in` → `/layer`) and normalized there: one layer, the
+/// same bytes on every build. Without an epoch the links are written into the layer itself.
+fn tools_layer(ctx: &Ctx, layer: &State, links: &[Ln], meta: llb_graph::Meta) -> State {
+    let tools = State::image_with(
+        &ctx.opts.tools_image,
+        ImageOpts {
+            resolve_mode: ctx.opts.image_resolve_mode,
+            platform: Some(ctx.opts.platform.clone()),
+        },
+        ctx.meta("[kubernetes] tools image".into(), None),
+    );
+    let epoch = ctx.opts.source_date_epoch;
+    let script = links_script(links, "/layer", epoch);
+    let exec = match epoch {
+        Some(_) => Exec::shell(format!("set -eu\ncp -a /in/. /layer/\n{script}"))
+            .mount(Mount::readonly(layer, "/in"))
+            .mount(Mount::scratch("/layer")),
+        None => Exec::shell(script).mount(Mount::layer(layer, "/layer")),
+    }
+    .network(NetMode::None)
+    .readonly_root();
+    tools
+        .run(exec, meta)
+        .output("/layer")
+        .unwrap_or_else(|| layer.clone())
 }
 
 #[cfg(test)]
