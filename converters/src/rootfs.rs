@@ -404,11 +404,15 @@ fn from_tar(
         root: is_root(),
     };
     let mode = opts.tar_mode.resolve(runner);
+    // Both paths leave ctime/atime that do not come from the tar (extraction time, or zero /
+    // the current time from mke2fs's tar reader): set them to each entry's mtime afterwards.
+    // When extracting as non-root, ownership is restored the same way.
     let fixups_path = work.join("fixups.debugfs");
-    if mode == TarMode::Extract {
-        cap.fixups = Some(io::BufWriter::new(
-            File::create(&fixups_path).map_err(ConvertError::io("creating the work directory"))?,
-        ));
+    cap.fixups = Some(io::BufWriter::new(
+        File::create(&fixups_path).map_err(ConvertError::io("creating the work directory"))?,
+    ));
+    if mode != TarMode::Extract {
+        cap.root = true; // mke2fs takes ownership from the tar headers
     }
     progress.stage(match mode {
         TarMode::Extract => "extracting the rootfs tar",
@@ -438,6 +442,7 @@ fn from_tar(
                 }
                 return Err(e);
             }
+            apply_fixups(&mut cap, &plan, raw, &fixups_path, runner, progress)?;
             "tar → mke2fs -d - (streamed)"
         }
         TarMode::Extract => {
@@ -462,12 +467,7 @@ fn from_tar(
             progress.stage("building the root filesystem (mke2fs -d <dir>)");
             run_mke2fs(runner, &tools::mke2fs(&plan, raw, &dir), &plan, &seen, None)?;
             let _ = fs::remove_dir_all(&dir);
-            if let Some(mut w) = cap.fixups.take() {
-                w.flush()
-                    .map_err(ConvertError::io("writing debugfs commands"))?;
-                progress.stage("restoring tar metadata (debugfs)");
-                runner.run(&tools::debugfs_write(&plan, raw, &fixups_path))?;
-            }
+            apply_fixups(&mut cap, &plan, raw, &fixups_path, runner, progress)?;
             "tar -x, then mke2fs -d <dir>"
         }
     };
@@ -477,6 +477,23 @@ fn from_tar(
         input_bytes: seen.bytes,
         populate,
     })
+}
+
+fn apply_fixups(
+    cap: &mut Captured,
+    plan: &DiskPlan,
+    raw: &Path,
+    commands: &Path,
+    runner: &mut dyn Runner,
+    progress: &mut dyn Progress,
+) -> Result<(), ConvertError> {
+    if let Some(mut w) = cap.fixups.take() {
+        w.flush()
+            .map_err(ConvertError::io("writing debugfs commands"))?;
+        progress.stage("restoring tar timestamps (debugfs)");
+        runner.run(&tools::debugfs_write(plan, raw, commands))?;
+    }
+    Ok(())
 }
 
 fn is_root() -> bool {

@@ -144,10 +144,17 @@ fn env_epoch(inv: Invocation, epoch: i64) -> Invocation {
 
 /// `mke2fs` writing the root filesystem straight into the disk image at the root partition's
 /// offset, populated from `source` (a directory, or `-` for a tar stream on stdin).
+///
+/// `SOURCE_DATE_EPOCH` is deliberately not passed: e2fsprogs ≥ 1.47.1 clamps every file's
+/// mtime to it. `E2FSPROGS_FAKE_TIME` fixes the filesystem's own timestamps; file ctime/atime
+/// from a tar are set afterwards (see `rootfs`).
 pub fn mke2fs(plan: &DiskPlan, disk: &Path, source: &Path) -> Invocation {
     let r = &plan.root;
-    env_epoch(Invocation::new("mke2fs"), plan.epoch)
+    Invocation::new("mke2fs")
+        .env("E2FSPROGS_FAKE_TIME", plan.epoch)
         .env("MKE2FS_CONFIG", "/dev/null")
+        // libarchive (tar input) refuses non-ASCII names outside a UTF-8 locale.
+        .env("LC_ALL", "C.UTF-8")
         .arg("-q")
         .arg("-F")
         .arg("-t")
