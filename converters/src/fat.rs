@@ -10,22 +10,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 /// DOS (date, time) for a Unix time, as UTC. Clamped to 1980..=2107.
 pub fn dos_datetime(epoch: i64) -> (u16, u16) {
     let epoch = epoch.clamp(315_532_800, 4_354_819_199);
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Civil from days (proleptic Gregorian), Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = (((y - 1980) as u16) << 9) | ((m as u16) << 5) | d as u16;
-    let time = (((secs / 3600) as u16) << 11)
-        | ((((secs / 60) % 60) as u16) << 5)
-        | ((secs % 60) / 2) as u16;
+    let t = nodestamp_frontend::time::Utc::from_unix(epoch);
+    let date = (((t.year - 1980) as u16) << 9) | ((t.month as u16) << 5) | t.day as u16;
+    let time = ((t.hour as u16) << 11) | ((t.minute as u16) << 5) | (t.second / 2) as u16;
     (date, time)
 }
 

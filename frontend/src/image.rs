@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use oci_spec::image::{Arch, Config, ImageConfiguration, Os};
 use sha2::{Digest as _, Sha256};
 
-use crate::compile::DEFAULT_PATH;
+use crate::compile::{DEFAULT_PATH, provenance};
 use crate::spec::Spec;
 
 /// Why the image config could not be made.
@@ -27,6 +27,13 @@ pub mod labels {
     pub const KUBERNETES_VERSION: &str = "io.nodestamp.kubernetes.version";
     pub const SPEC_DIGEST: &str = "io.nodestamp.spec.digest";
     pub const TARGET: &str = "io.nodestamp.target";
+    pub const VERSION: &str = "io.nodestamp.version";
+    /// JSON object of the build args (proxy settings left out).
+    pub const BUILD_ARGS: &str = "io.nodestamp.build-args";
+    /// `name@sha256:<hex>` or `name@local:<path>` per component, comma-separated.
+    pub const KUBERNETES_COMPONENTS: &str = "io.nodestamp.kubernetes.components";
+    /// Where the full provenance (with the package list) is in the rootfs.
+    pub const PROVENANCE: &str = "io.nodestamp.provenance";
 }
 
 /// sha256 of the spec's bytes, as `sha256:<hex>`.
@@ -44,6 +51,9 @@ pub struct ImageConfigInput<'a> {
     pub source: &'a [u8],
     /// RFC 3339 creation time (from `SOURCE_DATE_EPOCH`), if fixed.
     pub created: Option<String>,
+    pub build_args: &'a std::collections::BTreeMap<String, String>,
+    /// The result carries `/usr/lib/nodestamp/build.json`.
+    pub provenance: bool,
 }
 
 /// The environment of the base image's config, as `(key, value)` pairs.
@@ -99,6 +109,18 @@ pub fn image_config(spec: &Spec, input: &ImageConfigInput) -> Result<Vec<u8>, Im
     if let Some(c) = &input.created {
         l.insert(labels::CREATED.into(), c.clone());
     }
+    l.insert(labels::VERSION.into(), provenance::VERSION.into());
+    let args = provenance::recorded_build_args(input.build_args);
+    l.insert(
+        labels::BUILD_ARGS.into(),
+        serde_json::to_string(&args).unwrap_or_default(),
+    );
+    if let Some(c) = provenance::components_summary(spec) {
+        l.insert(labels::KUBERNETES_COMPONENTS.into(), c);
+    }
+    if input.provenance {
+        l.insert(labels::PROVENANCE.into(), provenance::BUILD_JSON.into());
+    }
     config.set_labels(Some(l));
     cfg.set_config(Some(config));
     // The exporter computes these from the layers it writes.
@@ -111,25 +133,7 @@ pub fn image_config(spec: &Spec, input: &ImageConfigInput) -> Result<Vec<u8>, Im
 
 /// `SOURCE_DATE_EPOCH` seconds as RFC 3339 UTC.
 pub fn rfc3339(secs: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date-time dependency for one use.
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::time::Utc::from_unix(secs).rfc3339()
 }
 
 #[cfg(test)]

@@ -5,3 +5,4 @@ pub mod diag;
 pub mod gateway;
 pub mod image;
 pub mod spec;
+pub mod time;
