@@ -145,6 +145,41 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
     for (o, len) in &report.outputs {
         println!("{}\t{}\t{} bytes", o.format, o.path.display(), len);
     }
+    let first = report
+        .outputs
+        .iter()
+        .find(|(o, _)| o.format == Format::Raw)
+        .unwrap_or(&report.outputs[0]);
+    provenance_beside(&args.input, &first.0.path, &opts.name)?;
+    Ok(())
+}
+
+/// Writes the rootfs's build provenance as `<name>.json` beside the disk outputs (read from the
+/// directory, or back from the first disk for tar inputs). A rootfs without one gets none.
+fn provenance_beside(input: &Path, first: &Path, name: &str) -> Result<()> {
+    let build = if input.is_dir() {
+        match std::fs::read(input.join(nodestamp_converters::inspect::BUILD_JSON)) {
+            Ok(b) => b,
+            Err(_) => return Ok(()),
+        }
+    } else {
+        let work = nodestamp_converters::inspect::WorkDir::new()?;
+        match nodestamp_converters::inspect::inspect(first, &work.0) {
+            Ok(found) => {
+                let mut b = serde_json::to_vec_pretty(&found.build)?;
+                b.push(b'\n');
+                b
+            }
+            Err(_) => return Ok(()),
+        }
+    };
+    let dir = match first.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, build).with_context(|| format!("writing {}", path.display()))?;
+    println!("provenance\t{}", path.display());
     Ok(())
 }
 

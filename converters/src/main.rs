@@ -1,6 +1,8 @@
 //! `nodestamp`: the host command line.
 //!
 //! - `nodestamp check [--format text|json] <spec> [--build-arg K=V …]`: validate a spec offline.
+//! - `nodestamp convert …`: rootfs → disk images.
+//! - `nodestamp inspect [--format json|text] <disk|image tar|rootfs>`: print build provenance.
 //!
 //! Exit codes: 0 valid (warnings allowed), 1 the spec has errors, 2 the command could not run
 //! (bad arguments, unreadable file).
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use nodestamp_converters::inspect;
 use nodestamp_frontend::spec;
 
 #[derive(Parser)]
@@ -34,6 +37,34 @@ enum Command {
     /// Convert a node rootfs (directory, tar file, or `-` for a tar stream) into bootable
     /// disk images (raw, qcow2, vmdk, vhd).
     Convert(convert_cmd::ConvertArgs),
+    /// Print the build provenance of a disk image, an image tar (docker save) or a rootfs.
+    Inspect(InspectArgs),
+    /// (Build step) Complete the frontend's build facts with the rootfs's packages and write
+    /// build.json. Runs in the tools image with the node rootfs mounted read-only.
+    #[command(hide = true)]
+    Provenance(ProvenanceArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// A disk image (raw, qcow2, vmdk, vhd), an image tar or a rootfs directory.
+    path: PathBuf,
+    /// Output format: the JSON document, or a short summary.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    format: OutputFormat,
+}
+
+#[derive(Args)]
+struct ProvenanceArgs {
+    /// The frontend's build facts (JSON).
+    #[arg(long = "static")]
+    facts: PathBuf,
+    /// The node's rootfs.
+    #[arg(long)]
+    rootfs: PathBuf,
+    /// Where to write build.json.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -60,6 +91,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(&args),
         Command::Convert(args) => return convert_cmd::run(args),
+        Command::Inspect(args) => inspect(&args),
+        Command::Provenance(args) => provenance(&args),
     };
     match result {
         Ok(code) => code,
@@ -140,6 +173,39 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn inspect(args: &InspectArgs) -> Result<ExitCode> {
+    let work = inspect::WorkDir::new()?;
+    let found = match inspect::inspect(&args.path, &work.0) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match args.format {
+        OutputFormat::Json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &found.to_json(&args.path))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => print!("{}", found.to_text()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn provenance(args: &ProvenanceArgs) -> Result<ExitCode> {
+    let facts =
+        std::fs::read(&args.facts).with_context(|| format!("reading {}", args.facts.display()))?;
+    let facts: serde_json::Value = serde_json::from_slice(&facts)
+        .with_context(|| format!("{} is not JSON", args.facts.display()))?;
+    let build = nodestamp_converters::provenance::complete(facts, &args.rootfs)?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    nodestamp_converters::provenance::write(&build, &args.output, epoch)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plural(n: usize, what: &str) -> String {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
 
+use crate::compile::provenance::BuildInfo;
 use crate::compile::{CompileOptions, Target, compile_target};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::gateway::{Caps, FrontendEnv, FrontendError, ImageResolveMode, SourceRange};
@@ -155,6 +156,10 @@ pub fn finish(
             .iter()
             .filter_map(|k| req.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
             .collect(),
+        provenance: req.target.has_provenance().then(|| BuildInfo {
+            base_digest: base.map(|(d, _)| d.to_string()),
+            build_args: req.build_args.clone(),
+        }),
     };
     let state = compile_target(&req.spec, &req.source, &opts, &req.target);
     let definition = state.marshal().map_err(|e| {
@@ -172,6 +177,8 @@ pub fn finish(
             target: target_name,
             source: &req.source,
             created: sde.map(rfc3339),
+            build_args: &req.build_args,
+            provenance: req.target.has_provenance(),
         },
     )
     .map_err(|e| FrontendError::new(e.to_string()))?;

@@ -14,6 +14,7 @@
 pub mod disk;
 mod kubernetes;
 mod os;
+pub mod provenance;
 mod script;
 mod units;
 
@@ -83,6 +84,12 @@ impl Target {
         })
     }
 
+    /// Whether the result carries build provenance (`/usr/lib/nodestamp/build.json`): the
+    /// node image and everything made from it.
+    pub fn has_provenance(&self) -> bool {
+        matches!(self, Target::Node | Target::Disk(_))
+    }
+
     /// The name of the target's kind, for labels: `node`, `os`, `kubernetes` or `disk`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -113,6 +120,9 @@ pub struct CompileOptions {
     pub base_env: Vec<(String, String)>,
     /// Proxy settings for package installs and downloads (`HTTP_PROXY`, …).
     pub proxy: BTreeMap<String, String>,
+    /// Record build provenance (`/usr/lib/nodestamp/build.json`, a layer on top of the node).
+    /// `None` leaves it out (golden tests of the layer graph).
+    pub provenance: Option<provenance::BuildInfo>,
 }
 
 impl Default for CompileOptions {
@@ -127,6 +137,7 @@ impl Default for CompileOptions {
             source_date_epoch: None,
             base_env: Vec::new(),
             proxy: BTreeMap::new(),
+            provenance: None,
         }
     }
 }
@@ -218,6 +229,10 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
                 ),
             )
             .root(),
+    };
+    let node = match &opts.provenance {
+        None => node,
+        Some(info) => provenance::compile(&ctx, spec, &node, info),
     };
     Compiled {
         os,
