@@ -195,9 +195,7 @@ fn the_same_path_in_both_layers_needs_overwrite() {
     ));
     // A component's destination counts too, and cannot be overwritten.
     rejects(
-        &format!(
-            "version: 1\nos:\n  from: x\n  storage: {{ files: [{{ path: /usr/bin/k }}] }}\nkubernetes:\n  components: [{{ name: k, local: k, dest: /usr/bin/k }}]\n"
-        ),
+        "version: 1\nos:\n  from: x\n  storage: { files: [{ path: /usr/bin/k }] }\nkubernetes:\n  components: [{ name: k, local: k, dest: /usr/bin/k }]\n",
         "kubernetes.components[0].path",
         "in the OS layer",
     );
