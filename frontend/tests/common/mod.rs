@@ -53,7 +53,9 @@ pub fn unique_tag(test: &str) -> String {
     format!("nodestamp-test/{test}:{}", std::process::id())
 }
 
-/// `docker buildx build --progress=plain -f spec --target target [-t tag] [args] context`.
+/// `docker buildx build --progress=plain -f spec --target target [-t tag] [args] context`, with
+/// the frontend chosen by `BUILDKIT_SYNTAX` (which BuildKit prefers to the spec's `# syntax=`
+/// line), so `$FRONTEND_IMAGE` decides which frontend image every test build uses.
 pub fn build(
     spec: &Path,
     target: &str,
@@ -62,6 +64,7 @@ pub fn build(
     context: &Path,
 ) -> (bool, String) {
     let spec = spec.to_str().unwrap();
+    let syntax = format!("BUILDKIT_SYNTAX={}", frontend_image());
     let mut cmd = vec![
         "buildx",
         "build",
@@ -71,6 +74,7 @@ pub fn build(
         "--target",
         target,
     ];
+    cmd.extend(["--build-arg", &syntax]);
     if let Some(t) = tag {
         cmd.extend(["-t", t]);
     }
