@@ -14,7 +14,9 @@ fn spec(name: &str) -> PathBuf {
 }
 
 /// Builds `name` as the node image and as the os image; returns (node layers, os layer count,
-/// progress log of the node build).
+/// progress log of the node build). The node's top layer, the build provenance
+/// (`/usr/lib/nodestamp/build.json`, which names the spec digest and the packages, so it
+/// changes with either half), is left out: the layers returned are the OS and Kubernetes ones.
 fn node_and_os(name: &str, images: &mut Images) -> (Vec<String>, usize, String) {
     let ctx = components_context();
     let node = unique_tag(&format!("node-{}", name.trim_end_matches(".yaml")));
@@ -25,7 +27,9 @@ fn node_and_os(name: &str, images: &mut Images) -> (Vec<String>, usize, String) 
     let (ok, os_log) = build(&spec(name), "os", Some(&os), &[], &ctx);
     assert!(ok, "{name} --target os failed:\n{os_log}");
     let n_os = layers(&os).len();
-    (layers(&node), n_os, log)
+    let mut node_layers = layers(&node);
+    node_layers.pop();
+    (node_layers, n_os, log)
 }
 
 fn numbered(steps: &std::collections::BTreeMap<String, bool>, prefix: &str) -> Vec<(String, bool)> {
