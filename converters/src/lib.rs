@@ -19,6 +19,7 @@ pub mod plan;
 pub mod progress;
 pub mod provenance;
 pub mod rootfs;
+pub mod sysext;
 pub mod tar;
 pub mod tools;
 

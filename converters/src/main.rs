@@ -43,6 +43,24 @@ enum Command {
     /// build.json. Runs in the tools image with the node rootfs mounted read-only.
     #[command(hide = true)]
     Provenance(ProvenanceArgs),
+    /// Pack a Kubernetes layer (directory) as a systemd system extension image
+    /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
+    Sysext(SysextArgs),
+}
+
+#[derive(Args)]
+struct SysextArgs {
+    /// The layer's root directory.
+    layer: PathBuf,
+    /// Extension name (`extension-release.<name>`, `<name>.raw`).
+    #[arg(long)]
+    name: String,
+    /// The OS root whose os-release gives ID and VERSION_ID (else ID=_any).
+    #[arg(long)]
+    os_root: Option<PathBuf>,
+    /// Where to write `<name>.raw`.
+    #[arg(long)]
+    output_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -93,6 +111,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => return convert_cmd::run(args),
         Command::Inspect(args) => inspect(&args),
         Command::Provenance(args) => provenance(&args),
+        Command::Sysext(args) => sysext(&args),
     };
     match result {
         Ok(code) => code,
@@ -206,6 +225,29 @@ fn provenance(args: &ProvenanceArgs) -> Result<ExitCode> {
         .and_then(|v| v.parse().ok());
     nodestamp_converters::provenance::write(&build, &args.output, epoch)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn sysext(args: &SysextArgs) -> Result<ExitCode> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(nodestamp_converters::plan::DEFAULT_EPOCH);
+    match nodestamp_converters::sysext::build(
+        &args.layer,
+        args.os_root.as_deref(),
+        &args.name,
+        &args.output_dir,
+        epoch,
+    ) {
+        Ok(path) => {
+            println!("sysext\t{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn plural(n: usize, what: &str) -> String {

@@ -79,9 +79,10 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
         .map_err(|d| diagnostics_error(filename, source, &d))?;
     let target =
         Target::parse(env.target().unwrap_or(""), &loaded.spec).map_err(FrontendError::new)?;
-    if target == Target::Kubernetes && loaded.spec.kubernetes.is_none() {
+    if matches!(target, Target::Kubernetes | Target::Sysext) && loaded.spec.kubernetes.is_none() {
         return Err(FrontendError::new(format!(
-            "target \"kubernetes\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os"
+            "target \"{}\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os",
+            target.kind()
         )));
     }
     Ok(Request {

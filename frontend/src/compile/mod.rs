@@ -16,6 +16,7 @@ mod kubernetes;
 mod os;
 pub mod provenance;
 mod script;
+pub mod sysext;
 mod units;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub enum Target {
     /// Disk images in these formats (`raw`, `qcow2`, `vmdk`, `vhd`, or `disk` for the spec's
     /// `disk.formats`).
     Disk(Vec<Format>),
+    /// The Kubernetes layer as a systemd system extension image, `<name>.raw` (erofs).
+    Sysext,
 }
 
 impl Target {
@@ -49,6 +52,7 @@ impl Target {
         "vmdk",
         "vhd",
         "disk",
+        "sysext",
     ];
 
     /// Parses a target name; `disk` takes its formats from `spec`.
@@ -57,6 +61,7 @@ impl Target {
             "" | "node" => Target::Node,
             "os" => Target::Os,
             "kubernetes" => Target::Kubernetes,
+            "sysext" => Target::Sysext,
             "disk" => {
                 let formats = spec
                     .disk
@@ -97,6 +102,7 @@ impl Target {
             Target::Os => "os",
             Target::Kubernetes => "kubernetes",
             Target::Disk(_) => "disk",
+            Target::Sysext => "sysext",
         }
     }
 }
@@ -157,7 +163,7 @@ impl Compiled {
             Target::Os => Some(&self.os),
             Target::Kubernetes => Some(&self.kubernetes),
             Target::Node => Some(&self.node),
-            Target::Disk(_) => None,
+            Target::Disk(_) | Target::Sysext => None,
         }
     }
 }
@@ -172,6 +178,13 @@ pub fn compile_target(spec: &Spec, source: &[u8], opts: &CompileOptions, target:
                 source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
             };
             disk::compile(&ctx, spec, &compiled.node, formats)
+        }
+        Target::Sysext => {
+            let ctx = Ctx {
+                opts,
+                source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
+            };
+            sysext::compile(&ctx, spec, &compiled.kubernetes)
         }
         t => compiled.target(t).cloned().unwrap_or_else(State::scratch),
     }
