@@ -269,9 +269,16 @@ pub fn build(
     epoch: i64,
 ) -> Result<PathBuf> {
     let os_release = os_root.and_then(|r| {
-        ["etc/os-release", "usr/lib/os-release"]
+        // /etc/os-release first (often a link to ../usr/lib/os-release); an absolute link is
+        // resolved inside the OS root, never against the tools image's own files.
+        let etc = r.join("etc/os-release");
+        let etc = match fs::read_link(&etc) {
+            Ok(t) if t.is_absolute() => r.join(t.strip_prefix("/").unwrap_or(&t)),
+            _ => etc,
+        };
+        [etc, r.join("usr/lib/os-release")]
             .iter()
-            .find_map(|p| fs::read_to_string(r.join(p)).ok())
+            .find_map(|p| fs::read_to_string(p).ok())
     });
     let work = std::env::temp_dir().join(format!("nodestamp-sysext-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);

@@ -143,3 +143,58 @@ fn the_node_image_carries_its_provenance_as_build_json_and_labels() {
     assert_eq!(v["build"], b);
     assert_eq!(v["labels"]["io.nodestamp.spec.digest"], digest.as_str());
 }
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn the_kubernetes_layer_exports_as_a_sysext_image() {
+    let out = scratch("sysext");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, log) = build(
+        &spec("os-a.yaml"),
+        "sysext",
+        None,
+        &["-o", &dest],
+        &components_context(),
+    );
+    assert!(ok, "{log}");
+    assert!(
+        !log.contains("install packages"),
+        "the sysext target must not build the OS layer:\n{log}"
+    );
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["engine-test.raw"]);
+    let x = out.join("x");
+    let o = std::process::Command::new("fsck.erofs")
+        .arg(format!("--extract={}", x.display()))
+        .arg(out.join("engine-test.raw"))
+        .output()
+        .expect("fsck.erofs (erofs-utils, installed by hack/setup)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let top: Vec<String> = std::fs::read_dir(&x)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(top, ["usr"], "a sysext carries /usr only");
+    let read = |p: &str| std::fs::read_to_string(x.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(
+        read("usr/lib/extension-release.d/extension-release.engine-test"),
+        "ID=debian\nVERSION_ID=12\n"
+    );
+    assert!(x.join("usr/local/bin/containerd").is_file());
+    assert!(x.join("usr/local/bin/kubectl").is_file());
+    assert!(read("usr/lib/systemd/system/containerd.service").contains("ExecStart"));
+    assert_eq!(
+        std::fs::read_link(
+            x.join("usr/lib/systemd/system/multi-user.target.wants/containerd.service")
+        )
+        .unwrap()
+        .to_string_lossy(),
+        "/usr/lib/systemd/system/containerd.service"
+    );
+    assert!(read("usr/share/factory/etc/containerd/config.toml").contains("oom_score = 0"));
+    assert!(read("usr/lib/tmpfiles.d/nodestamp-engine-test.conf").contains("C /etc/containerd"));
+    assert!(read("usr/lib/sysctl.d/90-nodestamp-kubernetes.conf").contains("ip_forward"));
+}
