@@ -14,6 +14,8 @@ use super::{
     Pos, Run, Secret, SecretTarget, Span, Spanned, Spec, Storage, Systemd, Unit, User,
 };
 
+mod node_tests;
+
 pub(super) fn load(
     file: &str,
     bytes: &[u8],
@@ -152,7 +154,7 @@ struct Cx<'a> {
     units: Vec<UnitEntry>,
 }
 
-const TOP: &[&str] = &["version", "name", "os", "kubernetes", "disk"];
+const TOP: &[&str] = &["version", "name", "os", "kubernetes", "disk", "tests"];
 const OS: &[&str] = &[
     "from",
     "packages",
@@ -571,6 +573,7 @@ impl Cx<'_> {
             os: Os::default(),
             kubernetes: None,
             disk: None,
+            tests: None,
             file_name: self.file.to_owned(),
         };
         let root = match root {
@@ -619,6 +622,7 @@ impl Cx<'_> {
         }
         spec.kubernetes = f.get("kubernetes").map(|n| self.kubernetes(n));
         spec.disk = f.get("disk").map(|n| self.disk(n));
+        spec.tests = f.get("tests").map(|n| self.tests(n));
         spec
     }
 

@@ -15,6 +15,7 @@
 
 mod check;
 mod decode;
+pub mod node_tests;
 mod vars;
 mod yaml;
 
@@ -39,6 +40,8 @@ pub struct Spec {
     pub os: Os,
     pub kubernetes: Option<Kubernetes>,
     pub disk: Option<Disk>,
+    /// `tests:`: checks of the finished node (`--target test`, and in the booted VM).
+    pub tests: Option<node_tests::Tests>,
     /// The name the spec was loaded under (for diagnostics and source locations).
     pub file_name: String,
 }

@@ -437,7 +437,7 @@ fn unknown_top_level_keys_and_shapes() {
     assert_eq!(at(&d), (3, 1));
     let d = error("- a\n- b\n");
     assert!(d.message.starts_with(
-        "expected a mapping with the keys version, name, os, kubernetes, disk, got a list"
+        "expected a mapping with the keys version, name, os, kubernetes, disk, tests, got a list"
     ));
     let d = error("just text\n");
     assert!(d.message.ends_with("got \"just text\""), "{}", d.message);
