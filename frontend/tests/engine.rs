@@ -13,23 +13,45 @@ fn spec(name: &str) -> PathBuf {
     repo().join("testdata/engine").join(name)
 }
 
-/// Builds `name` as the node image and as the os image; returns (node layers, os layer count,
-/// progress log of the node build). The node's top layer, the build provenance
-/// (`/usr/lib/nodestamp/build.json`, which names the spec digest and the packages, so it
-/// changes with either half), is left out: the layers returned are the OS and Kubernetes ones.
-fn node_and_os(name: &str, images: &mut Images) -> (Vec<String>, usize, String) {
+/// A node image's layers, split: the OS layers, then the Kubernetes layers, then whatever the
+/// node adds on top of both (finalize, provenance).
+struct NodeLayers {
+    os: Vec<String>,
+    kubernetes: Vec<String>,
+    on_top: Vec<String>,
+}
+
+/// Builds `name` as the node image, and as the os and kubernetes images to learn which of the
+/// node's layers are which; returns the split and the progress log of the node build.
+fn node_layers(name: &str, images: &mut Images) -> (NodeLayers, String) {
     let ctx = components_context();
-    let node = unique_tag(&format!("node-{}", name.trim_end_matches(".yaml")));
-    let os = unique_tag(&format!("os-{}", name.trim_end_matches(".yaml")));
-    images.0.extend([node.clone(), os.clone()]);
+    let stem = name.trim_end_matches(".yaml");
+    let [node, os, k8s] = ["node", "os", "kubernetes"].map(|t| unique_tag(&format!("{t}-{stem}")));
+    images.0.extend([node.clone(), os.clone(), k8s.clone()]);
     let (ok, log) = build(&spec(name), "node", Some(&node), &[], &ctx);
     assert!(ok, "{name} failed to build:\n{log}");
-    let (ok, os_log) = build(&spec(name), "os", Some(&os), &[], &ctx);
-    assert!(ok, "{name} --target os failed:\n{os_log}");
-    let n_os = layers(&os).len();
-    let mut node_layers = layers(&node);
-    node_layers.pop();
-    (node_layers, n_os, log)
+    for (target, tag) in [("os", &os), ("kubernetes", &k8s)] {
+        let (ok, out) = build(&spec(name), target, Some(tag), &[], &ctx);
+        assert!(ok, "{name} --target {target} failed:\n{out}");
+    }
+    let (all, os, k8s) = (layers(&node), layers(&os), layers(&k8s));
+    assert_eq!(
+        all[..os.len()],
+        os[..],
+        "the node image starts with the OS image's layers"
+    );
+    let rest = &all[os.len()..];
+    assert_eq!(
+        rest[..k8s.len()],
+        k8s[..],
+        "the node image's Kubernetes layers are the kubernetes image's layers"
+    );
+    let split = NodeLayers {
+        os,
+        on_top: rest[k8s.len()..].to_vec(),
+        kubernetes: k8s,
+    };
+    (split, log)
 }
 
 fn numbered(steps: &std::collections::BTreeMap<String, bool>, prefix: &str) -> Vec<(String, bool)> {
@@ -44,10 +66,10 @@ fn numbered(steps: &std::collections::BTreeMap<String, bool>, prefix: &str) -> V
 #[ignore = "needs the docker engine; run by hack/test"]
 fn node_image_runs_the_kubernetes_components_and_holds_both_layers() {
     let mut images = Images(Vec::new());
-    let (node_layers, n_os, _) = node_and_os("os-a.yaml", &mut images);
+    let (split, _) = node_layers("os-a.yaml", &mut images);
     assert!(
-        node_layers.len() > n_os,
-        "the node image has Kubernetes layers on top of the OS ones"
+        !split.kubernetes.is_empty(),
+        "the node image has Kubernetes layers"
     );
     let tag = &images.0[0];
     let script = "containerd --version && kubectl version --client && runc --version \
@@ -75,15 +97,17 @@ fn node_image_runs_the_kubernetes_components_and_holds_both_layers() {
 #[test]
 #[ignore = "needs the docker engine; run by hack/test"]
 fn an_os_change_leaves_the_kubernetes_layers_alone_and_vice_versa() {
+    // From an empty build cache, so that "the changed step runs" holds whatever ran before.
+    let out = docker(&["buildx", "prune", "-af"]);
+    assert!(out.status.success(), "{}", text(&out));
     let mut images = Images(Vec::new());
-    let (a, a_os, _) = node_and_os("os-a.yaml", &mut images);
+    let (a, _) = node_layers("os-a.yaml", &mut images);
 
     // Only an OS package differs: every Kubernetes layer identical, Kubernetes steps CACHED.
-    let (b, b_os, log) = node_and_os("os-b.yaml", &mut images);
-    assert_ne!(a[..a_os], b[..b_os], "the OS layers should differ");
+    let (b, log) = node_layers("os-b.yaml", &mut images);
+    assert_ne!(a.os, b.os, "the OS layers should differ");
     assert_eq!(
-        a[a_os..],
-        b[b_os..],
+        a.kubernetes, b.kubernetes,
         "Kubernetes layer digests changed after an OS-only change"
     );
     let s = steps(&log);
@@ -97,15 +121,19 @@ fn an_os_change_leaves_the_kubernetes_layers_alone_and_vice_versa() {
         numbered(&s, "[os ").iter().any(|(_, c)| !c),
         "the changed OS step should run"
     );
+    // What sits on top records both layers (provenance), so it follows either change.
+    assert_ne!(a.on_top, b.on_top, "provenance should record the OS change");
 
     // Only a Kubernetes file differs: every OS layer identical, OS steps CACHED.
-    let (c, c_os, log) = node_and_os("k8s-b.yaml", &mut images);
+    let (c, log) = node_layers("k8s-b.yaml", &mut images);
     assert_eq!(
-        a[..a_os],
-        c[..c_os],
+        a.os, c.os,
         "OS layer digests changed after a Kubernetes-only change"
     );
-    assert_ne!(a[a_os..], c[c_os..], "the Kubernetes layers should differ");
+    assert_ne!(
+        a.kubernetes, c.kubernetes,
+        "the Kubernetes layers should differ"
+    );
     let s = steps(&log);
     let os = numbered(&s, "[os ");
     assert!(
@@ -118,13 +146,16 @@ fn an_os_change_leaves_the_kubernetes_layers_alone_and_vice_versa() {
     );
 
     // A component added: OS layers identical, and the existing component layers too.
-    let (d, d_os, _) = node_and_os("k8s-c.yaml", &mut images);
+    let (d, _) = node_layers("k8s-c.yaml", &mut images);
     assert_eq!(
-        a[..a_os],
-        d[..d_os],
+        a.os, d.os,
         "OS layer digests changed after adding a component"
     );
-    let shared = a[a_os..].iter().filter(|l| d[d_os..].contains(l)).count();
+    let shared = a
+        .kubernetes
+        .iter()
+        .filter(|l| d.kubernetes.contains(l))
+        .count();
     assert!(
         shared >= 3,
         "the unchanged component layers should be reused, {shared} shared"
