@@ -10,6 +10,7 @@
 //! ```
 //! [`convert`] is the entry point; tools run through a [`tools::Runner`].
 
+pub mod checks;
 pub mod error;
 pub mod fat;
 pub mod formats;

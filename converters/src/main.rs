@@ -46,6 +46,25 @@ enum Command {
     /// Pack a Kubernetes layer (directory) as a systemd system extension image
     /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
     Sysext(SysextArgs),
+    /// Run a spec's `tests:` (checks.json from the frontend) against a node rootfs, reading
+    /// it without executing anything; exits 1 with one line per failed check.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The checks (JSON written by the frontend).
+    #[arg(long)]
+    checks: PathBuf,
+    /// The node's rootfs.
+    #[arg(long)]
+    rootfs: PathBuf,
+    /// Results of the commands (`<i>.rc`, `<i>.out`, `<i>.err`).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Where to write report.json and report.txt.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -112,6 +131,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(&args),
         Command::Provenance(args) => provenance(&args),
         Command::Sysext(args) => sysext(&args),
+        Command::Verify(args) => verify(&args),
     };
     match result {
         Ok(code) => code,
@@ -247,6 +267,28 @@ fn sysext(args: &SysextArgs) -> Result<ExitCode> {
             eprintln!("error: {e:#}");
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    use nodestamp_converters::checks;
+    let list = checks::load(&args.checks)?;
+    let outcomes = checks::run(&list, &args.rootfs, args.results.as_deref());
+    let text = checks::report_text(&outcomes);
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut json = serde_json::to_vec_pretty(&checks::report_json(&outcomes))?;
+        json.push(b'\n');
+        std::fs::write(dir.join("report.json"), json).context("writing report.json")?;
+        std::fs::write(dir.join("report.txt"), &text).context("writing report.txt")?;
+    }
+    let failed = outcomes.iter().any(|o| o.failure.is_some());
+    if failed {
+        eprint!("{text}");
+        Ok(ExitCode::from(1))
+    } else {
+        print!("{text}");
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -85,6 +85,11 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
             target.kind()
         )));
     }
+    if target == Target::Test && loaded.spec.tests.as_ref().is_none_or(|t| t.is_empty()) {
+        return Err(FrontendError::new(format!(
+            "target \"test\" runs the checks in the spec's tests: section, and {filename} has none"
+        )));
+    }
     Ok(Request {
         spec: loaded.spec,
         target,

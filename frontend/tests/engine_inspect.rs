@@ -198,3 +198,150 @@ fn the_kubernetes_layer_exports_as_a_sysext_image() {
     assert!(read("usr/lib/tmpfiles.d/nodestamp-engine-test.conf").contains("C /etc/containerd"));
     assert!(read("usr/lib/sysctl.d/90-nodestamp-kubernetes.conf").contains("ip_forward"));
 }
+
+fn inspect_spec(name: &str) -> PathBuf {
+    repo().join("testdata/inspect").join(name)
+}
+
+/// `file:line:col` of the list item in `name` whose line contains `marker`.
+fn item_at(name: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(inspect_spec(name)).unwrap();
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(marker))
+        .unwrap_or_else(|| panic!("{marker:?} not in {name}"));
+    let col = line.find('{').unwrap() + 1;
+    format!("{name}:{}:{col}", i + 1)
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn the_test_target_passes_every_check_and_reports_them() {
+    let out = scratch("test-pass");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, log) = build(
+        &inspect_spec("pass.yaml"),
+        "test",
+        None,
+        &["-o", &dest],
+        &components_context(),
+    );
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("nodestamp test: all 10 checks passed"),
+        "{log}"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], 10);
+    assert_eq!(report["failed"], 0);
+    assert!(
+        std::fs::read_to_string(out.join("report.txt"))
+            .unwrap()
+            .contains("all 10 checks passed")
+    );
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn each_kind_of_check_can_fail_naming_its_spec_line() {
+    let (ok, log) = build(
+        &inspect_spec("fail.yaml"),
+        "test",
+        None,
+        &[],
+        &components_context(),
+    );
+    assert!(!ok, "fail.yaml passed:\n{log}");
+    for (marker, key, message) in [
+        (
+            "mode: 0600",
+            "tests.files[1]",
+            "/etc/kernel/cmdline has mode 0644, want 0600",
+        ),
+        (
+            "name: tree",
+            "tests.packages[1]",
+            "package tree is not installed",
+        ),
+        (
+            "masked: true",
+            "tests.services[0]",
+            "containerd.service is not masked",
+        ),
+        (
+            "console=ttyS1",
+            "tests.kernel_arguments[0]",
+            "has no console=ttyS1",
+        ),
+        (
+            "v9.99",
+            "tests.commands[0]",
+            "stdout of `kubectl version --client` does not contain \"v9.99\"",
+        ),
+        (
+            "exit_status: 1",
+            "tests.commands[1]",
+            "command `true` exited 0, want 1",
+        ),
+    ] {
+        let at = item_at("fail.yaml", marker);
+        let want = format!("{at}: {key}: ");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&want))
+            .unwrap_or_else(|| panic!("no line for {want:?} in:\n{log}"));
+        assert!(line.contains(message), "{line:?} should say {message:?}");
+    }
+    assert!(
+        log.contains("nodestamp test: 6 of 8 checks failed"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("tests.files[0]:") && !log.contains("tests.packages[0]:"),
+        "passing checks are not reported as failures:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn the_node_carries_the_in_vm_checks_and_they_pass_in_the_image() {
+    let tag = unique_tag("inspect-vm-checks");
+    let _images = Images(vec![tag.clone()]);
+    let (ok, log) = build(
+        &inspect_spec("pass.yaml"),
+        "node",
+        Some(&tag),
+        &[],
+        &components_context(),
+    );
+    assert!(ok, "{log}");
+    // The same script the unit runs at boot; here the kernel arguments come from the file
+    // the converters boot with, since a container shares the host's /proc/cmdline.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "NODESTAMP_CMDLINE=/etc/kernel/cmdline",
+        &tag,
+        "sh",
+        "-c",
+        "cat /usr/lib/systemd/system/nodestamp-checks.service \
+         /usr/lib/systemd/system/multi-user.target.d/nodestamp-checks.conf \
+         && sh /usr/lib/nodestamp/checks.sh",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("ExecStart=/bin/sh /usr/lib/nodestamp/checks.sh"),
+        "{log}"
+    );
+    assert!(log.contains("Wants=nodestamp-checks.service"), "{log}");
+    assert!(
+        log.contains(r#"NODESTAMP-CHECKS: {"passed":10,"failed":0}"#),
+        "{log}"
+    );
+}

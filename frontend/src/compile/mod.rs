@@ -11,6 +11,7 @@
 //! actions on scratch (plus, on engines without symlink file actions, a step of the frontend's
 //! own tools image writing links into it), so its digests do not depend on the OS layer.
 
+pub mod checks;
 pub mod disk;
 mod kubernetes;
 mod os;
@@ -39,6 +40,8 @@ pub enum Target {
     Disk(Vec<Format>),
     /// The Kubernetes layer as a systemd system extension image, `<name>.raw` (erofs).
     Sysext,
+    /// The spec's `tests:` run against the node; the result is the report.
+    Test,
 }
 
 impl Target {
@@ -53,6 +56,7 @@ impl Target {
         "vhd",
         "disk",
         "sysext",
+        "test",
     ];
 
     /// Parses a target name; `disk` takes its formats from `spec`.
@@ -62,6 +66,7 @@ impl Target {
             "os" => Target::Os,
             "kubernetes" => Target::Kubernetes,
             "sysext" => Target::Sysext,
+            "test" => Target::Test,
             "disk" => {
                 let formats = spec
                     .disk
@@ -92,7 +97,7 @@ impl Target {
     /// Whether the result carries build provenance (`/usr/lib/nodestamp/build.json`): the
     /// node image and everything made from it.
     pub fn has_provenance(&self) -> bool {
-        matches!(self, Target::Node | Target::Disk(_))
+        matches!(self, Target::Node | Target::Disk(_) | Target::Test)
     }
 
     /// The name of the target's kind, for labels: `node`, `os`, `kubernetes` or `disk`.
@@ -103,6 +108,7 @@ impl Target {
             Target::Kubernetes => "kubernetes",
             Target::Disk(_) => "disk",
             Target::Sysext => "sysext",
+            Target::Test => "test",
         }
     }
 }
@@ -163,7 +169,7 @@ impl Compiled {
             Target::Os => Some(&self.os),
             Target::Kubernetes => Some(&self.kubernetes),
             Target::Node => Some(&self.node),
-            Target::Disk(_) | Target::Sysext => None,
+            Target::Disk(_) | Target::Sysext | Target::Test => None,
         }
     }
 }
@@ -185,6 +191,13 @@ pub fn compile_target(spec: &Spec, source: &[u8], opts: &CompileOptions, target:
                 source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
             };
             sysext::compile(&ctx, spec, &compiled.kubernetes)
+        }
+        Target::Test => {
+            let ctx = Ctx {
+                opts,
+                source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
+            };
+            checks::compile(&ctx, spec, &compiled.node)
         }
         t => compiled.target(t).cloned().unwrap_or_else(State::scratch),
     }
@@ -245,7 +258,16 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
     };
     let node = match &opts.provenance {
         None => node,
-        Some(info) => provenance::compile(&ctx, spec, &node, info),
+        Some(info) => {
+            let node = provenance::compile(&ctx, spec, &node, info);
+            match checks::vm_layer(&ctx, spec) {
+                None => node,
+                Some(vm) => State::merge(
+                    &[node, vm],
+                    ctx.meta("[node] merge in-VM checks".into(), None),
+                ),
+            }
+        }
     };
     Compiled {
         os,
