@@ -73,8 +73,12 @@ impl Inspected {
                 .flatten()
             {
                 let name = c["name"].as_str().unwrap_or("?");
-                let sum = c["sha256"].as_str().unwrap_or("-");
-                out += &format!("  {name:<12} sha256:{sum}\n");
+                let sum = match (c["sha256"].as_str(), c["local"].as_str()) {
+                    (Some(s), _) => format!("sha256:{s}"),
+                    (None, Some(l)) => format!("local:{l} (unpacked archive)"),
+                    (None, None) => "-".into(),
+                };
+                out += &format!("  {name:<12} {sum}\n");
             }
         }
         if let Some(args) = b["build_args"].as_object().filter(|a| !a.is_empty()) {

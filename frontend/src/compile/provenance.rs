@@ -36,10 +36,13 @@ pub struct BuildInfo {
 }
 
 /// Build args worth recording: everything except proxy settings, which may carry credentials
-/// and never change the result.
+/// and never change the result, and BuildKit's own (`BUILDKIT_SYNTAX`, …), which select the
+/// frontend (its version is recorded) rather than the content.
 pub fn recorded_build_args(args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     args.iter()
-        .filter(|(k, _)| !crate::build::PROXY_ARGS.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !crate::build::PROXY_ARGS.contains(&k.as_str()) && !k.starts_with("BUILDKIT_")
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -206,6 +209,7 @@ mod tests {
             "components/kubectl"
         );
         assert_eq!(v["build_args"]["KUBERNETES_VERSION"], "1.32.3");
+        assert!(v["build_args"].get("BUILDKIT_SYNTAX").is_none());
         assert!(
             v["build_args"].get("HTTPS_PROXY").is_none(),
             "proxies may hold credentials and are not recorded"
