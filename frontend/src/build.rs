@@ -58,7 +58,11 @@ pub fn diagnostics_error(filename: &str, source: &[u8], diags: &Diagnostics) -> 
     let errors: Vec<&Diagnostic> = diags.errors().collect();
     let mut message = errors
         .iter()
-        .map(|d| d.one_line())
+        .map(|d| match &d.help {
+            // buildx prints only the message and the spec lines, so the help travels with it.
+            Some(help) => format!("{} ({help})", d.one_line()),
+            None => d.one_line(),
+        })
         .collect::<Vec<_>>()
         .join("\n");
     if errors.len() > 1 {
