@@ -102,6 +102,12 @@ struct ProvenanceArgs {
     /// Where to write build.json.
     #[arg(long)]
     output: PathBuf,
+    /// A tree of further files to lay into the layer (the in-VM checks).
+    #[arg(long, requires = "extra_to")]
+    extra: Option<PathBuf>,
+    /// The layer's root, where `--extra` is copied.
+    #[arg(long)]
+    extra_to: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -244,6 +250,12 @@ fn provenance(args: &ProvenanceArgs) -> Result<ExitCode> {
         .ok()
         .and_then(|v| v.parse().ok());
     nodestamp_converters::provenance::write(&build, &args.output, epoch)?;
+    if let (Some(extra), Some(to)) = (&args.extra, &args.extra_to) {
+        nodestamp_converters::provenance::copy_tree(extra, to)?;
+    }
+    if let (Some(e), Some(to)) = (epoch, &args.extra_to) {
+        nodestamp_converters::provenance::set_times(to, e)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -156,6 +156,52 @@ pub fn write(value: &Value, output: &Path, epoch: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Copies the tree `src` into `dst` (files, directories, modes), merging with what is there.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    let mut entries: Vec<_> = fs::read_dir(src)
+        .with_context(|| format!("reading {}", src.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let from = e.path();
+        let to = dst.join(e.file_name());
+        let meta = fs::symlink_metadata(&from)?;
+        if meta.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if meta.is_file() {
+            fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        } else {
+            continue;
+        }
+        fs::set_permissions(
+            &to,
+            fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+        )?;
+    }
+    Ok(())
+}
+
+/// Sets the access and modification times of everything under `root` (not `root` itself,
+/// which is the layer's root) to `epoch`, children before their directories.
+pub fn set_times(root: &Path, epoch: i64) -> Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
+    for e in fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
+        let p = e?.path();
+        let meta = fs::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            set_times(&p, epoch)?;
+        }
+        if !meta.file_type().is_symlink() {
+            fs::File::open(&p)?
+                .set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+                .with_context(|| format!("setting times of {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +261,37 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(mtime, std::time::UNIX_EPOCH);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn extra_files_join_the_layer_with_their_modes_and_the_epoch() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("nodestamp-extra-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let src = dir.join("extra/usr/lib/nodestamp");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("checks.sh"), "echo\n").unwrap();
+        fs::set_permissions(src.join("checks.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.join("out");
+        write(&json!({}), &out.join("usr/lib/nodestamp/build.json"), None).unwrap();
+        copy_tree(&dir.join("extra"), &out).unwrap();
+        set_times(&out, 86_400).unwrap();
+        let m = fs::metadata(out.join("usr/lib/nodestamp/checks.sh")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
+        let day = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        for p in [
+            "usr",
+            "usr/lib/nodestamp",
+            "usr/lib/nodestamp/build.json",
+            "usr/lib/nodestamp/checks.sh",
+        ] {
+            assert_eq!(
+                fs::metadata(out.join(p)).unwrap().modified().unwrap(),
+                day,
+                "{p}"
+            );
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 }

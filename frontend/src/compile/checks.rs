@@ -299,48 +299,21 @@ pub fn vm_script(spec: &Spec, t: &Tests) -> String {
     s
 }
 
-/// The in-VM checker's files (script, unit, multi-user.target drop-in) as a layer of its own,
-/// when the spec has tests.
-pub(crate) fn vm_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
-    let t = spec.tests.as_ref().filter(|t| !t.is_empty())?;
-    let fa = FileActions::new()
-        .timestamp(ctx.opts.source_date_epoch)
-        .mkdir("/usr/lib/nodestamp", 0o755, true, ChownOpt::ids(0, 0))
-        .mkdir(
-            "/usr/lib/systemd/system/multi-user.target.d",
-            0o755,
-            true,
-            ChownOpt::ids(0, 0),
-        )
-        .mkfile(
-            VM_SCRIPT,
-            0o755,
-            vm_script(spec, t).into_bytes(),
-            ChownOpt::ids(0, 0),
-        )
-        .mkfile(
-            VM_UNIT,
-            0o644,
-            VM_UNIT_TEXT.as_bytes().to_vec(),
-            ChownOpt::ids(0, 0),
-        )
-        .mkfile(
+/// The in-VM checker's files (script, unit, multi-user.target drop-in) when the spec has
+/// tests: `(path, mode, contents)`. They go into the provenance layer.
+pub fn vm_files(spec: &Spec) -> Vec<(&'static str, u32, Vec<u8>)> {
+    let Some(t) = spec.tests.as_ref().filter(|t| !t.is_empty()) else {
+        return Vec::new();
+    };
+    vec![
+        (VM_SCRIPT, 0o755, vm_script(spec, t).into_bytes()),
+        (VM_UNIT, 0o644, VM_UNIT_TEXT.as_bytes().to_vec()),
+        (
             VM_WANTS,
             0o644,
             b"[Unit]\nWants=nodestamp-checks.service\n".to_vec(),
-            ChownOpt::ids(0, 0),
-        );
-    Some(State::scratch().file(
-        fa,
-        ctx.meta(
-            format!(
-                "[provenance] in-VM checks: {} ({} checks)",
-                VM_SCRIPT,
-                t.len()
-            ),
-            Some(t.span),
         ),
-    ))
+    ]
 }
 
 #[cfg(test)]

@@ -258,16 +258,7 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
     };
     let node = match &opts.provenance {
         None => node,
-        Some(info) => {
-            let node = provenance::compile(&ctx, spec, &node, info);
-            match checks::vm_layer(&ctx, spec) {
-                None => node,
-                Some(vm) => State::merge(
-                    &[node, vm],
-                    ctx.meta("[node] merge in-VM checks".into(), None),
-                ),
-            }
-        }
+        Some(info) => provenance::compile(&ctx, spec, &node, info),
     };
     Compiled {
         os,

@@ -106,9 +106,9 @@ pub fn static_json(spec: &Spec, source: &[u8], info: &BuildInfo) -> Value {
     })
 }
 
-/// The command line of the tools step.
-pub fn provenance_args() -> Vec<String> {
-    [
+/// The command line of the tools step; `extra` copies `/static/extra` into the layer.
+pub fn provenance_args(extra: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
         "nodestamp",
         "provenance",
         "--static",
@@ -120,18 +120,55 @@ pub fn provenance_args() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain([format!("/out{BUILD_JSON}")])
-    .collect()
+    .collect();
+    if extra {
+        args.extend([
+            "--extra".into(),
+            "/static/extra".into(),
+            "--extra-to".into(),
+            "/out".into(),
+        ]);
+    }
+    args
 }
 
 /// `node` with the provenance layer on top.
 pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, info: &BuildInfo) -> State {
     let text =
         serde_json::to_vec_pretty(&static_json(spec, &ctx.source.data, info)).unwrap_or_default();
+    // The in-VM checks (specs with tests:) travel with the facts and are laid out, with the
+    // same timestamps, by the provenance step: one normalized layer.
+    let extra = super::checks::vm_files(spec);
+    let mut fa = FileActions::new()
+        .timestamp(ctx.opts.source_date_epoch)
+        .mkfile("/static.json", 0o644, text, ChownOpt::ids(0, 0));
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _, _) in &extra {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            dirs.insert(format!("/extra{dir}"));
+        }
+    }
+    for d in dirs {
+        fa = fa.mkdir(d, 0o755, true, ChownOpt::ids(0, 0));
+    }
+    for (path, mode, data) in &extra {
+        fa = fa.mkfile(
+            format!("/extra{path}"),
+            *mode,
+            data.clone(),
+            ChownOpt::ids(0, 0),
+        );
+    }
     let statics = State::scratch().file(
-        FileActions::new()
-            .timestamp(ctx.opts.source_date_epoch)
-            .mkfile("/static.json", 0o644, text, ChownOpt::ids(0, 0)),
-        ctx.meta("[provenance 1/2] build facts".into(), None),
+        fa,
+        ctx.meta(
+            if extra.is_empty() {
+                "[provenance 1/2] build facts".into()
+            } else {
+                "[provenance 1/2] build facts and in-VM checks".into()
+            },
+            None,
+        ),
     );
     let tools = State::image_with(
         &ctx.opts.tools_image,
@@ -141,7 +178,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, info: &BuildInfo) ->
         },
         ctx.meta("[provenance] tools image".into(), None),
     );
-    let mut exec = Exec::new(provenance_args())
+    let mut exec = Exec::new(provenance_args(!extra.is_empty()))
         .network(NetMode::None)
         .readonly_root()
         .mount(Mount::readonly(node, "/rootfs"))
