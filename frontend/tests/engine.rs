@@ -222,3 +222,64 @@ fn a_component_with_the_wrong_checksum_fails_naming_it() {
         "{log}"
     );
 }
+
+/// Files replacing base-image files get the spec's mode and replace a symlink rather than
+/// writing through it; setuid/setgid/sticky bits survive in both layers.
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn file_modes_are_the_specs_even_over_base_image_files() {
+    let mut images = Images(Vec::new());
+    let tag = unique_tag("modes");
+    images.0.push(tag.clone());
+    let (ok, log) = build(
+        &spec("modes.yaml"),
+        "node",
+        Some(&tag),
+        &[],
+        &components_context(),
+    );
+    assert!(ok, "modes.yaml failed to build:\n{log}");
+    // The image's files as `docker export` lists them (away from the paths Docker stubs).
+    let created = docker(&["create", &tag, "/bin/true"]);
+    assert!(created.status.success(), "{}", text(&created));
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker export {id} | tar -tvf -"))
+        .output()
+        .unwrap();
+    let _ = docker(&["rm", "-f", &id]);
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    let mode_of = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {path}")) || l.contains(&format!(" {path} -> ")))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("{path} not in the image"))
+    };
+    assert_eq!(mode_of("etc/debian_version"), "-rw-------");
+    assert_eq!(
+        mode_of("etc/os-release"),
+        "-rw-r--r--",
+        "a regular file, not the base symlink"
+    );
+    assert_eq!(mode_of("usr/local/bin/os-suid"), "-rwsr-xr-x");
+    assert_eq!(mode_of("var/lib/shared/"), "drwxrwxrwt");
+    assert_eq!(mode_of("usr/local/bin/k8s-setgid"), "-rwxr-sr-x");
+    assert_eq!(mode_of("var/lib/k8s-shared/"), "drwxrwxrwt");
+    // The symlink's old target is untouched.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &tag,
+        "cat",
+        "/usr/lib/os-release",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ID=debian"),
+        "{}",
+        text(&out)
+    );
+}

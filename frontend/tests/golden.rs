@@ -221,3 +221,34 @@ fn disk_targets_convert_the_node_rootfs() {
     let err = Target::parse("disk", &minimal).unwrap_err();
     assert!(err.contains("disk.formats"), "{err}");
 }
+
+/// Inline files replace what the base image has at their path (BuildKit's mkfile would keep
+/// the old mode and write through a symlink), and special mode bits get a `chmod` step.
+#[test]
+fn files_replace_base_files_and_keep_special_mode_bits() {
+    let path = root().join("testdata/engine/modes.yaml");
+    let (spec, bytes) = load(&path, &BTreeMap::new());
+    let c = compile(&spec, &bytes, &opts(false));
+    let os = serde_json::to_string(&view(&c.os)).unwrap();
+    let rm = os.find(r#""rm":{"allow_not_found":true,"path":"/etc/os-release"}"#);
+    let mk = os.find(r#""mkfile":{"data":"ID=nodestamp-test\n""#);
+    assert!(
+        rm.is_some() && mk.is_some() && rm < mk,
+        "no rm before the mkfile: {os}"
+    );
+    assert!(
+        os.contains(r"chmod 4755 /usr/local/bin/os-suid\nchmod 1777 /var/lib/shared"),
+        "{os}"
+    );
+    let k8s = serde_json::to_string(&view(&c.kubernetes)).unwrap();
+    assert!(
+        k8s.contains(
+            r"chmod 2755 /layer/usr/local/bin/k8s-setgid\nchmod 1777 /layer/var/lib/k8s-shared"
+        ),
+        "{k8s}"
+    );
+    assert!(
+        !k8s.contains("debian"),
+        "the Kubernetes layer's chmod runs in the tools image"
+    );
+}

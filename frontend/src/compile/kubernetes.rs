@@ -5,7 +5,10 @@
 use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
 
 use super::Ctx;
-use super::os::{Ln, at_copies, http, links_script, local, storage_actions, unit_files};
+use super::os::{
+    Ln, at_copies, chmod_script, http, links_script, local, special_modes, storage_actions,
+    unit_files,
+};
 use super::script::words;
 use super::units::install_targets;
 use crate::spec::{ComponentSource, Span, Spec};
@@ -112,7 +115,9 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         (FileActions::new(), Vec::new())
     };
 
-    let tools_step = has_config && (!leftover.is_empty() || ctx.opts.source_date_epoch.is_some());
+    let modes = special_modes(&k.storage);
+    let tools_step = has_config
+        && (!leftover.is_empty() || !modes.is_empty() || ctx.opts.source_date_epoch.is_some());
     let total = k.components.len() + usize::from(has_config) + usize::from(tools_step);
     let mut step = 0;
     let mut name = |what: String| {
@@ -164,6 +169,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 ctx,
                 &layer,
                 &[],
+                &[],
                 ctx.meta(
                     format!("[kubernetes] SOURCE_DATE_EPOCH: {}", c.name),
                     Some(c.span),
@@ -189,17 +195,19 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 &k.storage,
             ),
         );
-        if !leftover.is_empty() || ctx.opts.source_date_epoch.is_some() {
+        if tools_step {
             // Engines without symlink file actions: the frontend's own tools image writes the
             // links; with SOURCE_DATE_EPOCH it also fixes every entry's time. The OS is not
             // involved.
             let what: Vec<&str> = leftover.iter().map(|l| l.path.as_str()).collect();
-            let label = if what.is_empty() {
-                "SOURCE_DATE_EPOCH: configuration".to_string()
-            } else {
-                format!("links: {}", what.join(" "))
+            let moded: Vec<&str> = modes.iter().map(|(p, _)| p.as_str()).collect();
+            let label = match (what.is_empty(), moded.is_empty()) {
+                (true, true) => "SOURCE_DATE_EPOCH: configuration".to_string(),
+                (false, true) => format!("links: {}", what.join(" ")),
+                (true, false) => format!("modes: {}", moded.join(" ")),
+                (false, false) => format!("links: {}; modes: {}", what.join(" "), moded.join(" ")),
             };
-            config = tools_layer(ctx, &config, &leftover, ctx.meta(name(label), span));
+            config = tools_layer(ctx, &config, &leftover, &modes, ctx.meta(name(label), span));
         }
         layers.push(config);
     }
@@ -235,7 +243,13 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
 /// actions' `create_dest_path` and parent directories take the current time, so with an epoch
 /// the layer is copied onto scratch (`/in` → `/layer`) and normalized there: one layer, the
 /// same bytes on every build. Without an epoch the links are written into the layer itself.
-fn tools_layer(ctx: &Ctx, layer: &State, links: &[Ln], meta: llb_graph::Meta) -> State {
+fn tools_layer(
+    ctx: &Ctx,
+    layer: &State,
+    links: &[Ln],
+    modes: &[(String, u32)],
+    meta: llb_graph::Meta,
+) -> State {
     let tools = State::image_with(
         &ctx.opts.tools_image,
         ImageOpts {
@@ -245,7 +259,7 @@ fn tools_layer(ctx: &Ctx, layer: &State, links: &[Ln], meta: llb_graph::Meta) ->
         ctx.meta("[kubernetes] tools image".into(), None),
     );
     let epoch = ctx.opts.source_date_epoch;
-    let script = links_script(links, "/layer", epoch);
+    let script = links_script(links, "/layer", epoch) + &chmod_script(modes, "/layer");
     let exec = match epoch {
         Some(_) => Exec::shell(format!("set -eu\ncp -a /in/. /layer/\n{script}"))
             .mount(Mount::readonly(layer, "/in"))

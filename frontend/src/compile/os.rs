@@ -166,7 +166,12 @@ pub(crate) fn storage_actions(
         let mode = f.mode.unwrap_or(0o644);
         let own = owner(&f.user, &f.group);
         fa = match &f.contents {
-            Contents::Inline(text) => fa.mkfile(&f.path, mode, text.as_bytes().to_vec(), own),
+            // BuildKit's mkfile writes into an existing file (keeping its mode) and through a
+            // symlink: remove whatever the base has at the path first, as Butane replaces it.
+            Contents::Inline(text) => {
+                fa.rm(&f.path, true)
+                    .mkfile(&f.path, mode, text.as_bytes().to_vec(), own)
+            }
             Contents::Local(rel) => {
                 let src = local(ctx, rel, f.span);
                 let opts = CopyOpts {
@@ -248,6 +253,25 @@ pub(crate) fn http(
     };
     let name = format!("download {what}: {url}");
     State::http(url, opts, ctx.meta(name, Some(span)))
+}
+
+/// Files and directories whose mode has setuid, setgid or sticky bits. BuildKit's file actions
+/// keep only the permission bits (0777), so these get an explicit `chmod` step.
+pub(crate) fn special_modes(storage: &spec::Storage) -> Vec<(String, u32)> {
+    let files = storage.files.iter().map(|f| (&f.path, f.mode));
+    let dirs = storage.directories.iter().map(|d| (&d.path, d.mode));
+    files
+        .chain(dirs)
+        .filter_map(|(p, m)| m.filter(|m| m & 0o7000 != 0).map(|m| (p.clone(), m)))
+        .collect()
+}
+
+/// `chmod` lines giving `modes` to their paths (relative to `root`).
+pub(crate) fn chmod_script(modes: &[(String, u32)], root: &str) -> String {
+    modes
+        .iter()
+        .map(|(p, m)| format!("chmod {m:04o} {}\n", quote(&format!("{root}{p}"))))
+        .collect()
 }
 
 /// A shell script making the links `links` (relative to `root`). With `epoch`
@@ -470,16 +494,18 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                 let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
                 let (fa, links) = storage_actions(ctx, storage, fa, &extra, Vec::new());
                 let links_meta = llb_graph::Meta {
-                    name: meta.name.as_ref().map(|n| format!("{n}: links")),
+                    name: meta.name.as_ref().map(|n| format!("{n}: links and modes")),
                     ..meta.clone()
                 };
                 let st = st.file(fa, at_copies(ctx, meta, storage));
-                if links.is_empty() {
+                let modes = special_modes(storage);
+                if links.is_empty() && modes.is_empty() {
                     st
                 } else {
+                    let script = links_script(&links, "", ctx.opts.source_date_epoch)
+                        + &chmod_script(&modes, "");
                     st.run(
-                        Exec::shell(links_script(&links, "", ctx.opts.source_date_epoch))
-                            .network(llb_graph::NetMode::None),
+                        Exec::shell(script).network(llb_graph::NetMode::None),
                         links_meta,
                     )
                     .root()
