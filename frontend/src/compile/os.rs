@@ -40,9 +40,17 @@ fn install_script(packages: &[&str]) -> String {
     format!(
         "set -eu\n\
          if command -v apt-get >/dev/null 2>&1; then\n\
-         \x20 export DEBIAN_FRONTEND=noninteractive\n\
+         \x20 export DEBIAN_FRONTEND=noninteractive INITRD=No\n\
          \x20 apt-get update -qq\n\
          \x20 apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io -o Dpkg::Options::=--force-confold {p}\n\
+         \x20 # INITRD=No keeps the kernel's postinst from building an initramfs that the\n\
+         \x20 # initramfs-tools trigger then builds again: build it once, for kernels without one.\n\
+         \x20 if command -v update-initramfs >/dev/null 2>&1; then\n\
+         \x20   for k in /boot/vmlinuz-*; do\n\
+         \x20     [ -e \"$k\" ] || continue; v=${{k#/boot/vmlinuz-}}\n\
+         \x20     [ -e \"/boot/initrd.img-$v\" ] || update-initramfs -c -k \"$v\"\n\
+         \x20   done\n\
+         \x20 fi\n\
          elif command -v dnf >/dev/null 2>&1; then\n\
          \x20 dnf install -y --setopt=install_weak_deps=False {p}\n\
          elif command -v zypper >/dev/null 2>&1; then\n\
