@@ -53,9 +53,18 @@ mod tests {
     #[test]
     fn unix_times_become_calendar_dates() {
         assert_eq!(Utc::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(Utc::from_unix(1_700_000_000).rfc3339(), "2023-11-14T22:13:20Z");
-        assert_eq!(Utc::from_unix(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            Utc::from_unix(1_700_000_000).rfc3339(),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            Utc::from_unix(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
         assert_eq!(Utc::from_unix(-1).rfc3339(), "1969-12-31T23:59:59Z");
-        assert_eq!(Utc::from_unix(4_102_444_799).rfc3339(), "2099-12-31T23:59:59Z");
+        assert_eq!(
+            Utc::from_unix(4_102_444_799).rfc3339(),
+            "2099-12-31T23:59:59Z"
+        );
     }
 }
