@@ -1,4 +1,5 @@
-//! `nodestamp inspect`: reads a node's build provenance (`/usr/lib/nodestamp/build.json`) back
+//! `nodestamp inspect`: reads a node's build provenance (`/usr/lib/nodestamp/build.json`, with
+//! `packages.json` and `components.json` beside it, assembled into one document) back
 //! from what nodestamp produced — a disk image (raw, qcow2, vmdk, vhd), an image tar
 //! (`docker save`, OCI layout or Docker's), or a rootfs directory — without mounting anything.
 //!
@@ -19,6 +20,23 @@ use crate::tar::{self, Capture, EntryKind};
 
 /// Where nodestamp writes the provenance in a rootfs.
 pub const BUILD_JSON: &str = "usr/lib/nodestamp/build.json";
+/// The OS layer's packages and the local components' sha256, beside it (optional).
+const BESIDE: [&str; 2] = [
+    "usr/lib/nodestamp/packages.json",
+    "usr/lib/nodestamp/components.json",
+];
+
+/// The assembled document from `build.json` and the files beside it (absent ones are `None`).
+fn assemble(build: &[u8], beside: [Option<Vec<u8>>; 2], from: &Path) -> Result<Value> {
+    let build = parse(build, from)?;
+    let [packages, components] = beside;
+    let read = |b: Option<Vec<u8>>| b.map(|b| parse(&b, from)).transpose();
+    Ok(nodestamp_frontend::compile::provenance::assemble(
+        build,
+        read(packages)?,
+        read(components)?,
+    ))
+}
 
 /// What kind of thing was inspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +133,10 @@ pub fn inspect(path: &Path, work: &Path) -> Result<Inspected> {
                 path.display()
             )
         })?;
+        let beside = BESIDE.map(|b| fs::read(path.join(b)).ok());
         return Ok(Inspected {
             kind: Kind::Rootfs,
-            build: parse(&bytes, &f)?,
+            build: assemble(&bytes, beside, &f)?,
             labels: None,
         });
     }
@@ -204,13 +223,16 @@ fn disk(path: &Path, len: u64, format: &'static str) -> Result<Inspected> {
         .find(|p| p.name == "root")
         .ok_or_else(|| anyhow!("{}: no partition named root in the GPT", path.display()))?;
     let offset = root.first_lba * 512;
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat /{BUILD_JSON}"))
-        .arg(format!("{}?offset={offset}", path.display()))
-        .stderr(Stdio::piped())
-        .output()
-        .context("running debugfs (install e2fsprogs)")?;
+    let cat = |file: &str| {
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat /{file}"))
+            .arg(format!("{}?offset={offset}", path.display()))
+            .stderr(Stdio::piped())
+            .output()
+            .context("running debugfs (install e2fsprogs)")
+    };
+    let out = cat(BUILD_JSON)?;
     if !out.status.success() || out.stdout.is_empty() {
         bail!(
             "{}: the root filesystem has no /{BUILD_JSON} (was it built by nodestamp?) {}",
@@ -218,9 +240,16 @@ fn disk(path: &Path, len: u64, format: &'static str) -> Result<Inspected> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    let mut beside = [None, None];
+    for (slot, file) in beside.iter_mut().zip(BESIDE) {
+        let o = cat(file)?;
+        if o.status.success() && !o.stdout.is_empty() {
+            *slot = Some(o.stdout);
+        }
+    }
     Ok(Inspected {
         kind: Kind::Disk(format),
-        build: parse(&out.stdout, path)?,
+        build: assemble(&out.stdout, beside, path)?,
         labels: None,
     })
 }
@@ -264,14 +293,28 @@ fn image_tar(path: &Path, work: &Path) -> Result<Inspected> {
         .as_object()
         .cloned()
         .unwrap_or_default();
+    // From the top: the topmost copy of each file is the image's. The provenance layers are
+    // the top ones, so this stops early once build.json and packages.json are found.
+    let wanted = [BUILD_JSON, BESIDE[0], BESIDE[1]];
+    let mut found: [Option<Vec<u8>>; 3] = [None, None, None];
     for layer in layers.iter().rev() {
-        if let Some(bytes) = file_in_layer(&blobs.join(flat(layer)), BUILD_JSON)? {
-            return Ok(Inspected {
-                kind: Kind::ImageTar,
-                build: parse(&bytes, path)?,
-                labels: Some(labels),
-            });
+        let mut got = files_in_layer(&blobs.join(flat(layer)), &wanted)?;
+        for (slot, name) in found.iter_mut().zip(wanted) {
+            if slot.is_none() {
+                *slot = got.remove(name);
+            }
         }
+        if found[0].is_some() && found[1].is_some() {
+            break;
+        }
+    }
+    let [build, packages, components] = found;
+    if let Some(bytes) = build {
+        return Ok(Inspected {
+            kind: Kind::ImageTar,
+            build: assemble(&bytes, [packages, components], path)?,
+            labels: Some(labels),
+        });
     }
     bail!(
         "{}: no layer holds /{BUILD_JSON} (was the image built by nodestamp with --target node?)",
@@ -307,8 +350,11 @@ fn extract(path: &Path, dir: &Path, want: &mut dyn FnMut(&str) -> bool) -> Resul
     Ok(found)
 }
 
-/// The contents of `file` in a layer tar (plain or gzip), if the layer holds it.
-fn file_in_layer(layer: &Path, file: &str) -> Result<Option<Vec<u8>>> {
+/// The contents of those of `files` that a layer tar (plain or gzip) holds, by name.
+fn files_in_layer(
+    layer: &Path,
+    files: &[&str],
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut File::open(layer)?, &mut magic)?;
     let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
@@ -322,13 +368,15 @@ fn file_in_layer(layer: &Path, file: &str) -> Result<Option<Vec<u8>>> {
     } else {
         Box::new(File::open(layer)?)
     };
-    let captured = std::rc::Rc::new(std::cell::RefCell::new(None::<Vec<u8>>));
-    struct Sink(std::rc::Rc<std::cell::RefCell<Option<Vec<u8>>>>);
+    type Captured = std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>>;
+    let captured = Captured::default();
+    struct Sink(Captured, String);
     impl Write for Sink {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             self.0
                 .borrow_mut()
-                .get_or_insert_with(Vec::new)
+                .entry(self.1.clone())
+                .or_default()
                 .extend_from_slice(b);
             Ok(b.len())
         }
@@ -339,14 +387,14 @@ fn file_in_layer(layer: &Path, file: &str) -> Result<Option<Vec<u8>>> {
     let mut noop = |_| {};
     let c = captured.clone();
     tar::stream(reader, None, &mut noop, &mut |e| {
-        if e.kind == EntryKind::File && e.path == file {
-            *c.borrow_mut() = Some(Vec::new());
-            return Capture::To(Box::new(Sink(c.clone())));
+        if e.kind == EntryKind::File && files.contains(&e.path.as_str()) {
+            c.borrow_mut().insert(e.path.clone(), Vec::new());
+            return Capture::To(Box::new(Sink(c.clone(), e.path.clone())));
         }
         Capture::Skip
     })
     .with_context(|| format!("reading layer {}", layer.display()))?;
-    let v = captured.borrow_mut().take();
+    let v = std::mem::take(&mut *captured.borrow_mut());
     Ok(v)
 }
 

@@ -39,10 +39,10 @@ enum Command {
     Convert(convert_cmd::ConvertArgs),
     /// Print the build provenance of a disk image, an image tar (docker save) or a rootfs.
     Inspect(InspectArgs),
-    /// (Build step) Complete the frontend's build facts with the rootfs's packages and write
-    /// build.json. Runs in the tools image with the node rootfs mounted read-only.
+    /// (Build step) Write the package database of a rootfs as JSON (packages.json of the
+    /// provenance). Runs in the tools image with the OS layer mounted read-only.
     #[command(hide = true)]
-    Provenance(ProvenanceArgs),
+    ProvenancePackages(ProvenancePackagesArgs),
     /// Pack a Kubernetes layer (directory) as a systemd system extension image
     /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
     Sysext(SysextArgs),
@@ -92,22 +92,13 @@ struct InspectArgs {
 }
 
 #[derive(Args)]
-struct ProvenanceArgs {
-    /// The frontend's build facts (JSON).
-    #[arg(long = "static")]
-    facts: PathBuf,
-    /// The node's rootfs.
+struct ProvenancePackagesArgs {
+    /// The rootfs whose package database is read.
     #[arg(long)]
     rootfs: PathBuf,
-    /// Where to write build.json.
+    /// Where to write the JSON (parents are created; SOURCE_DATE_EPOCH sets their times).
     #[arg(long)]
     output: PathBuf,
-    /// A tree of further files to lay into the layer (the in-VM checks).
-    #[arg(long, requires = "extra_to")]
-    extra: Option<PathBuf>,
-    /// The layer's root, where `--extra` is copied.
-    #[arg(long)]
-    extra_to: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -135,7 +126,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Convert(args) => return convert_cmd::run(args),
         Command::Inspect(args) => inspect(&args),
-        Command::Provenance(args) => provenance(&args),
+        Command::ProvenancePackages(args) => provenance_packages(&args),
         Command::Sysext(args) => sysext(&args),
         Command::Verify(args) => verify(&args),
     };
@@ -240,22 +231,11 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn provenance(args: &ProvenanceArgs) -> Result<ExitCode> {
-    let facts =
-        std::fs::read(&args.facts).with_context(|| format!("reading {}", args.facts.display()))?;
-    let facts: serde_json::Value = serde_json::from_slice(&facts)
-        .with_context(|| format!("{} is not JSON", args.facts.display()))?;
-    let build = nodestamp_converters::provenance::complete(facts, &args.rootfs)?;
+fn provenance_packages(args: &ProvenancePackagesArgs) -> Result<ExitCode> {
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse().ok());
-    nodestamp_converters::provenance::write(&build, &args.output, epoch)?;
-    if let (Some(extra), Some(to)) = (&args.extra, &args.extra_to) {
-        nodestamp_converters::provenance::copy_tree(extra, to)?;
-    }
-    if let (Some(e), Some(to)) = (epoch, &args.extra_to) {
-        nodestamp_converters::provenance::set_times(to, e)?;
-    }
+    nodestamp_converters::provenance::write_packages(&args.rootfs, &args.output, epoch)?;
     Ok(ExitCode::SUCCESS)
 }
 

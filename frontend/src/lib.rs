@@ -4,5 +4,6 @@ pub mod compile;
 pub mod diag;
 pub mod gateway;
 pub mod image;
+pub mod packages;
 pub mod spec;
 pub mod time;

@@ -39,22 +39,24 @@ fn the_node_image_carries_its_provenance_as_build_json_and_labels() {
         &components_context(),
     );
     assert!(ok, "{log}");
-    assert!(
-        log.contains("[provenance 2/2] nodestamp provenance"),
-        "{log}"
-    );
+    for step in [
+        "[provenance] installed packages → /usr/lib/nodestamp/packages.json",
+        "[provenance] sha256 of local components: kubectl",
+        "[provenance] build facts → /usr/lib/nodestamp/build.json",
+    ] {
+        assert!(log.contains(step), "{step:?} missing from:\n{log}");
+    }
 
-    let out = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &tag,
-        "cat",
-        "/usr/lib/nodestamp/build.json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cat = |file: &str| {
+        let out = docker(&["run", "--rm", "--network", "none", &tag, "cat", file]);
+        assert!(out.status.success(), "{file}: {}", text(&out));
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("secret"),
+            "proxy credentials must not be recorded"
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let b = cat("/usr/lib/nodestamp/build.json");
     let spec_bytes = std::fs::read(spec("os-a.yaml")).unwrap();
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&spec_bytes)));
     assert_eq!(b["schema"], "nodestamp.build/v1");
@@ -69,15 +71,18 @@ fn the_node_image_carries_its_provenance_as_build_json_and_labels() {
     assert_eq!(b["kubernetes"]["version"], "1.32.3");
     let comps = b["kubernetes"]["components"].as_array().unwrap();
     assert_eq!(comps.len(), 3);
-    let kubectl = comps.iter().find(|c| c["name"] == "kubectl").unwrap();
-    assert_eq!(kubectl["sha256"].as_str().unwrap().len(), 64, "{kubectl}");
     assert_eq!(b["build_args"]["PROVENANCE_TEST"], "yes");
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("secret"),
-        "proxy credentials must not be recorded"
+    // The facts only the built layers know sit beside it, each in a layer of its own.
+    let sums = cat("/usr/lib/nodestamp/components.json");
+    let kubectl_bytes = std::fs::read(components_context().join("components/kubectl")).unwrap();
+    assert_eq!(
+        sums["kubectl"],
+        hex::encode(Sha256::digest(&kubectl_bytes)),
+        "{sums}"
     );
-    assert_eq!(b["packages"]["manager"], "dpkg");
-    let pkgs = b["packages"]["installed"].as_array().unwrap();
+    let packages = cat("/usr/lib/nodestamp/packages.json");
+    assert_eq!(packages["manager"], "dpkg");
+    let pkgs = packages["installed"].as_array().unwrap();
     for name in ["jq", "iproute2", "bash"] {
         let p = pkgs
             .iter()
@@ -140,7 +145,19 @@ fn the_node_image_carries_its_provenance_as_build_json_and_labels() {
     assert!(out.status.success(), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kind"], "image");
-    assert_eq!(v["build"], b);
+    // One document: build.json with the packages and the local components' sha256.
+    let mut assembled = b.clone();
+    assembled["packages"] = packages.clone();
+    for c in assembled["kubernetes"]["components"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if let Some(sum) = c["name"].as_str().and_then(|n| sums.get(n)) {
+            c["sha256"] = sum.clone();
+        }
+    }
+    assert_eq!(v["build"], assembled);
+    assert_eq!(v["build"]["packages"]["manager"], "dpkg");
     assert_eq!(v["labels"]["io.nodestamp.spec.digest"], digest.as_str());
 }
 

@@ -1,6 +1,8 @@
 //! The Kubernetes layer, built from scratch so that it never depends on the OS layer: each
 //! component is a layer of its own (bumping one leaves the others cached and byte-identical),
-//! configuration, units and their enablement links form one more.
+//! configuration and units form one more, and the symbolic links (unit enablement, masks,
+//! `storage.links`) one more when the engine cannot make links with file actions — so editing a
+//! configuration file re-runs nothing but that file's step.
 
 use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
 
@@ -115,10 +117,17 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         (FileActions::new(), Vec::new())
     };
 
+    // Links the file actions could not make: symbolic ones need nothing from the configuration
+    // and get a layer of their own; hard ones point into it and are made on it.
+    let (hard, soft): (Vec<Ln>, Vec<Ln>) = leftover.into_iter().partition(|l| l.hard);
     let modes = special_modes(&k.storage);
     let tools_step = has_config
-        && (!leftover.is_empty() || !modes.is_empty() || ctx.opts.source_date_epoch.is_some());
-    let total = k.components.len() + usize::from(has_config) + usize::from(tools_step);
+        && (!hard.is_empty() || !modes.is_empty() || ctx.opts.source_date_epoch.is_some());
+    let links_step = has_config && !soft.is_empty();
+    let total = k.components.len()
+        + usize::from(has_config)
+        + usize::from(tools_step)
+        + usize::from(links_step);
     let mut step = 0;
     let mut name = |what: String| {
         step += 1;
@@ -199,7 +208,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
             // Engines without symlink file actions: the frontend's own tools image writes the
             // links; with SOURCE_DATE_EPOCH it also fixes every entry's time. The OS is not
             // involved.
-            let what: Vec<&str> = leftover.iter().map(|l| l.path.as_str()).collect();
+            let what: Vec<&str> = hard.iter().map(|l| l.path.as_str()).collect();
             let moded: Vec<&str> = modes.iter().map(|(p, _)| p.as_str()).collect();
             let label = match (what.is_empty(), moded.is_empty()) {
                 (true, true) => "SOURCE_DATE_EPOCH: configuration".to_string(),
@@ -207,9 +216,14 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 (true, false) => format!("modes: {}", moded.join(" ")),
                 (false, false) => format!("links: {}; modes: {}", what.join(" "), moded.join(" ")),
             };
-            config = tools_layer(ctx, &config, &leftover, &modes, ctx.meta(name(label), span));
+            config = tools_layer(ctx, &config, &hard, &modes, ctx.meta(name(label), span));
         }
         layers.push(config);
+        if links_step {
+            let what: Vec<&str> = soft.iter().map(|l| l.path.as_str()).collect();
+            let meta = ctx.meta(name(format!("links: {}", what.join(" "))), span);
+            layers.push(links_layer(ctx, &soft, meta));
+        }
     }
 
     let state = State::merge(
@@ -238,6 +252,30 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
     }
 }
 
+/// A layer of symbolic links made by the tools image on scratch (with `SOURCE_DATE_EPOCH`, every
+/// entry at that time): it depends on nothing but the links themselves.
+fn links_layer(ctx: &Ctx, links: &[Ln], meta: llb_graph::Meta) -> State {
+    let exec = Exec::shell(links_script(links, "/layer", ctx.opts.source_date_epoch))
+        .mount(Mount::scratch("/layer"))
+        .network(NetMode::None)
+        .readonly_root();
+    tools_image(ctx)
+        .run(exec, meta)
+        .output("/layer")
+        .unwrap_or_else(State::scratch)
+}
+
+fn tools_image(ctx: &Ctx) -> State {
+    State::image_with(
+        &ctx.opts.tools_image,
+        ImageOpts {
+            resolve_mode: ctx.opts.image_resolve_mode,
+            platform: Some(ctx.opts.platform.clone()),
+        },
+        ctx.meta("[kubernetes] tools image".into(), None),
+    )
+}
+
 /// A layer finished by the tools image: `links` made, and with `SOURCE_DATE_EPOCH` every entry
 /// set to that time. Adding an entry to a directory changes the directory's time, and the file
 /// actions' `create_dest_path` and parent directories take the current time, so with an epoch
@@ -250,14 +288,7 @@ fn tools_layer(
     modes: &[(String, u32)],
     meta: llb_graph::Meta,
 ) -> State {
-    let tools = State::image_with(
-        &ctx.opts.tools_image,
-        ImageOpts {
-            resolve_mode: ctx.opts.image_resolve_mode,
-            platform: Some(ctx.opts.platform.clone()),
-        },
-        ctx.meta("[kubernetes] tools image".into(), None),
-    );
+    let tools = tools_image(ctx);
     let epoch = ctx.opts.source_date_epoch;
     let script = links_script(links, "/layer", epoch) + &chmod_script(modes, "/layer");
     let exec = match epoch {

@@ -258,7 +258,7 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
     };
     let node = match &opts.provenance {
         None => node,
-        Some(info) => provenance::compile(&ctx, spec, &node, info),
+        Some(info) => provenance::compile(&ctx, spec, &os, &node, info),
     };
     Compiled {
         os,

@@ -1,26 +1,32 @@
-//! Build provenance: what a node image was built from, as `/usr/lib/nodestamp/build.json` in a
-//! layer of its own on top of the node.
+//! Build provenance: what a node image was built from, in `/usr/lib/nodestamp/`, as three
+//! small layers on top of the node, each depending only on what it describes:
 //!
 //! ```text
-//!  scratch ──► mkfile /static.json (spec digest, base digest, Kubernetes version and
-//!              components, nodestamp version, build args)            ── what the frontend knows
-//!  tools image: nodestamp provenance, node rootfs mounted read-only  ── adds the installed
-//!              packages (package database) and local components' sha256
-//!  merge(node, provenance)
+//!  OS layer ─► tools image: nodestamp provenance-packages ─► packages.json    (OS facts)
+//!  local components ─► tools image: sha256sum ─────────────► components.json  (their sha256)
+//!  scratch ─► mkfile build.json (spec digest, base digest, Kubernetes version and
+//!             components, nodestamp version, build args) + in-VM checks  (file actions)
+//!  merge(node, packages, components, build)
 //! ```
-//! The OS and Kubernetes layers stay independent of each other; only this top layer (like
-//! `finalize`) depends on both.
+//! No step mounts the merged node: a Kubernetes-only change re-uses the packages layer and
+//! re-writes one small file, an OS-only change re-reads the package database and nothing of
+//! Kubernetes. [`assemble`] joins the three files into one document (`nodestamp inspect`).
 
 use std::collections::BTreeMap;
 
-use llb_graph::{ChownOpt, Exec, FileActions, ImageOpts, Mount, NetMode, State};
+use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::script::quote;
 use crate::spec::{ComponentSource, Spec};
 
 /// Where the provenance file lives in the rootfs.
 pub const BUILD_JSON: &str = "/usr/lib/nodestamp/build.json";
+/// The OS layer's package database as JSON (`packages` of the assembled document).
+pub const PACKAGES_JSON: &str = "/usr/lib/nodestamp/packages.json";
+/// `{"<component>": "<sha256>"}` of the local components, as the build context gave them.
+pub const COMPONENTS_JSON: &str = "/usr/lib/nodestamp/components.json";
 /// The schema name in `build.json`.
 pub const SCHEMA: &str = "nodestamp.build/v1";
 /// The version of nodestamp that compiled the graph.
@@ -65,8 +71,8 @@ pub fn components_summary(spec: &Spec) -> Option<String> {
     )
 }
 
-/// The part of `build.json` the frontend knows: everything but the installed packages.
-pub fn static_json(spec: &Spec, source: &[u8], info: &BuildInfo) -> Value {
+/// The contents of `build.json`: what the frontend knows.
+pub fn build_json(spec: &Spec, source: &[u8], info: &BuildInfo) -> Value {
     let kubernetes = spec.kubernetes.as_ref().map(|k| {
         let components: Vec<Value> = k
             .components
@@ -106,101 +112,187 @@ pub fn static_json(spec: &Spec, source: &[u8], info: &BuildInfo) -> Value {
     })
 }
 
-/// The command line of the tools step; `extra` copies `/static/extra` into the layer.
-pub fn provenance_args(extra: bool) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "nodestamp",
-        "provenance",
-        "--static",
-        "/static/static.json",
-        "--rootfs",
-        "/rootfs",
-        "--output",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("/out{BUILD_JSON}")])
-    .collect();
-    if extra {
-        args.extend([
-            "--extra".into(),
-            "/static/extra".into(),
-            "--extra-to".into(),
-            "/out".into(),
-        ]);
+/// One document from the three files: `packages` from `packages.json`, and each local
+/// component's `sha256` from `components.json`.
+pub fn assemble(mut build: Value, packages: Option<Value>, components: Option<Value>) -> Value {
+    if let Some(p) = packages {
+        build["packages"] = p;
     }
-    args
-}
-
-/// `node` with the provenance layer on top.
-pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, info: &BuildInfo) -> State {
-    let text =
-        serde_json::to_vec_pretty(&static_json(spec, &ctx.source.data, info)).unwrap_or_default();
-    // The in-VM checks (specs with tests:) travel with the facts and are laid out, with the
-    // same timestamps, by the provenance step: one normalized layer.
-    let extra = super::checks::vm_files(spec);
-    let mut fa = FileActions::new()
-        .timestamp(ctx.opts.source_date_epoch)
-        .mkfile("/static.json", 0o644, text, ChownOpt::ids(0, 0));
-    let mut dirs = std::collections::BTreeSet::new();
-    for (path, _, _) in &extra {
-        if let Some((dir, _)) = path.rsplit_once('/') {
-            dirs.insert(format!("/extra{dir}"));
+    if let (Some(sums), Some(list)) = (
+        components.as_ref().and_then(Value::as_object),
+        build
+            .pointer_mut("/kubernetes/components")
+            .and_then(Value::as_array_mut),
+    ) {
+        for c in list {
+            if c.get("local").is_none() {
+                continue;
+            }
+            if let Some(sum) = c["name"].as_str().and_then(|n| sums.get(n)) {
+                c["sha256"] = sum.clone();
+            }
         }
     }
-    for d in dirs {
-        fa = fa.mkdir(d, 0o755, true, ChownOpt::ids(0, 0));
-    }
-    for (path, mode, data) in &extra {
-        fa = fa.mkfile(
-            format!("/extra{path}"),
-            *mode,
-            data.clone(),
-            ChownOpt::ids(0, 0),
-        );
-    }
-    let statics = State::scratch().file(
-        fa,
-        ctx.meta(
-            if extra.is_empty() {
-                "[provenance 1/2] build facts".into()
-            } else {
-                "[provenance 1/2] build facts and in-VM checks".into()
-            },
-            None,
-        ),
-    );
-    let tools = State::image_with(
+    build
+}
+
+fn tools_image(ctx: &Ctx) -> State {
+    State::image_with(
         &ctx.opts.tools_image,
         ImageOpts {
             resolve_mode: ctx.opts.image_resolve_mode,
             platform: Some(ctx.opts.platform.clone()),
         },
         ctx.meta("[provenance] tools image".into(), None),
-    );
-    let mut exec = Exec::new(provenance_args(!extra.is_empty()))
-        .network(NetMode::None)
-        .readonly_root()
-        .mount(Mount::readonly(node, "/rootfs"))
-        .mount(Mount::readonly(&statics, "/static"))
-        .mount(Mount::scratch("/out"));
+    )
+}
+
+/// `packages.json`: the tools image reads the package database of the OS layer, mounted
+/// read-only (nothing runs in it).
+fn packages_layer(ctx: &Ctx, os: &State) -> State {
+    let mut exec = Exec::new(
+        [
+            "nodestamp",
+            "provenance-packages",
+            "--rootfs",
+            "/rootfs",
+            "--output",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("/out{PACKAGES_JSON}")])
+        .collect::<Vec<_>>(),
+    )
+    .network(NetMode::None)
+    .readonly_root()
+    .mount(Mount::readonly(os, "/rootfs"))
+    .mount(Mount::scratch("/out"));
     if let Some(epoch) = ctx.opts.source_date_epoch {
         exec = exec.env("SOURCE_DATE_EPOCH", epoch.to_string());
     }
-    let layer = tools
+    tools_image(ctx)
         .run(
             exec,
             ctx.meta(
-                format!("[provenance 2/2] nodestamp provenance → {BUILD_JSON}"),
+                format!("[provenance] installed packages → {PACKAGES_JSON}"),
                 None,
             ),
         )
         .output("/out")
-        .unwrap_or_else(State::scratch);
-    State::merge(
-        &[node.clone(), layer],
-        ctx.meta("[node] merge provenance".into(), None),
-    )
+        .unwrap_or_else(State::scratch)
+}
+
+/// `components.json`: the tools image runs `sha256sum` with only the local components'
+/// sources mounted, so the step is re-used until a component changes. `None` without local
+/// components (downloaded ones carry their sha256 in the spec).
+fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
+    let k = spec.kubernetes.as_ref()?;
+    let locals: Vec<(&str, &str, _)> = k
+        .components
+        .iter()
+        .filter_map(|c| match &c.source {
+            ComponentSource::Local(rel) => Some((c.name.as_str(), rel.as_str(), c.span)),
+            ComponentSource::Http { .. } => None,
+        })
+        .collect();
+    if locals.is_empty() {
+        return None;
+    }
+    let file = format!("/out{COMPONENTS_JSON}");
+    let dir = file.rsplit_once('/').map(|(d, _)| d).unwrap_or("/out");
+    // Component names are [a-z0-9._-] and sums hex: nothing to escape in the JSON. A source
+    // that is missing or not a regular file fails its install step, which says why.
+    let mut script = format!("set -eu\nmkdir -p {dir}\nf={file}\nsep=\nprintf '{{' >\"$f\"\n");
+    for (i, (name, rel, _)) in locals.iter().enumerate() {
+        let path = quote(&format!("/in/{i}/{rel}"));
+        script += &format!(
+            "if [ -f {path} ]; then set -- $(sha256sum <{path}); printf '%s\\n  \"%s\": \"%s\"' \"$sep\" {name} \"$1\" >>\"$f\"; sep=,; fi\n",
+            name = quote(name)
+        );
+    }
+    script += "printf '\\n}\\n' >>\"$f\"\n";
+    if let Some(epoch) = ctx.opts.source_date_epoch {
+        script += &format!("find /out -exec touch -h -d @{epoch} -- {{}} +\n");
+    }
+    let mut exec = Exec::shell(script)
+        .network(NetMode::None)
+        .readonly_root()
+        .mount(Mount::scratch("/out"));
+    for (i, (_, rel, span)) in locals.iter().enumerate() {
+        exec = exec.mount(Mount::readonly(
+            &super::os::local(ctx, rel, *span),
+            format!("/in/{i}"),
+        ));
+    }
+    let names: Vec<&str> = locals.iter().map(|(n, _, _)| *n).collect();
+    tools_image(ctx)
+        .run(
+            exec,
+            ctx.meta(
+                format!(
+                    "[provenance] sha256 of local components: {} → {COMPONENTS_JSON}",
+                    names.join(" ")
+                ),
+                None,
+            ),
+        )
+        .output("/out")
+}
+
+/// `build.json` and, for specs with `tests:`, the in-VM checks, written by file actions.
+fn build_layer(ctx: &Ctx, spec: &Spec, info: &BuildInfo) -> State {
+    let mut text =
+        serde_json::to_vec_pretty(&build_json(spec, &ctx.source.data, info)).unwrap_or_default();
+    text.push(b'\n');
+    let epoch = ctx.opts.source_date_epoch;
+    let checks = super::checks::vm_files(spec);
+    let what = if checks.is_empty() {
+        format!("[provenance] build facts → {BUILD_JSON}")
+    } else {
+        format!("[provenance] build facts and in-VM checks → {BUILD_JSON}")
+    };
+    let mut files = vec![(BUILD_JSON.to_string(), 0o644, text)];
+    files.extend(checks.into_iter().map(|(p, m, d)| (p.to_string(), m, d)));
+    let dirs: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|(p, _, _)| p.rsplit_once('/').map(|(d, _)| d.to_string()))
+        .collect();
+    let mut fa = FileActions::new().timestamp(epoch);
+    for d in dirs {
+        fa = fa.mkdir(d, 0o755, true, ChownOpt::ids(0, 0));
+    }
+    for (path, mode, data) in files {
+        fa = fa.mkfile(path, mode, data, ChownOpt::ids(0, 0));
+    }
+    let layer = State::scratch().file(fa, ctx.meta(what, None));
+    match epoch {
+        None => layer,
+        // Writing a file touches its directory; copied with a timestamp, every entry (the
+        // directories too) carries the epoch and the layer has the same bytes on every build.
+        Some(epoch) => State::scratch().file(
+            FileActions::new().timestamp(Some(epoch)).copy(
+                &layer,
+                "/",
+                "/",
+                CopyOpts {
+                    dir_contents_only: true,
+                    create_dest_path: true,
+                    owner: ChownOpt::ids(0, 0),
+                    timestamp: Some(epoch),
+                    ..Default::default()
+                },
+            ),
+            ctx.meta("[provenance] SOURCE_DATE_EPOCH: build facts".into(), None),
+        ),
+    }
+}
+
+/// `node` with the provenance layers on top.
+pub(crate) fn compile(ctx: &Ctx, spec: &Spec, os: &State, node: &State, info: &BuildInfo) -> State {
+    let mut layers = vec![node.clone(), packages_layer(ctx, os)];
+    layers.extend(components_layer(ctx, spec));
+    layers.push(build_layer(ctx, spec, info));
+    State::merge(&layers, ctx.meta("[node] merge provenance".into(), None))
 }
 
 #[cfg(test)]
@@ -216,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn static_json_records_spec_base_kubernetes_and_args() {
+    fn build_json_records_spec_base_kubernetes_and_args() {
         let (s, src) = spec();
         let info = BuildInfo {
             base_digest: Some("sha256:abc".into()),
@@ -228,7 +320,9 @@ mod tests {
                 ),
             ]),
         };
-        let v = static_json(&s, &src, &info);
+        let v = build_json(&s, &src, &info);
+        assert!(v.get("packages").is_none(), "packages.json holds them");
+        assert!(v["kubernetes"]["components"][1].get("sha256").is_none());
         assert_eq!(v["schema"], SCHEMA);
         assert_eq!(v["name"], "p");
         assert_eq!(v["nodestamp"]["version"], VERSION);
@@ -250,6 +344,128 @@ mod tests {
         assert!(
             v["build_args"].get("HTTPS_PROXY").is_none(),
             "proxies may hold credentials and are not recorded"
+        );
+    }
+
+    #[test]
+    fn assemble_adds_packages_and_local_sums_only() {
+        let (s, src) = spec();
+        let build = build_json(&s, &src, &BuildInfo::default());
+        let v = assemble(
+            build.clone(),
+            Some(json!({"manager": "dpkg", "installed": [{"name": "jq"}]})),
+            Some(json!({"kubectl": "ab".repeat(32), "kubelet": "ff".repeat(32)})),
+        );
+        assert_eq!(v["packages"]["installed"][0]["name"], "jq");
+        assert_eq!(v["kubernetes"]["components"][1]["sha256"], "ab".repeat(32));
+        assert_eq!(
+            v["kubernetes"]["components"][0]["sha256"],
+            "0".repeat(64),
+            "a download keeps the spec's sha256"
+        );
+        assert_eq!(assemble(build.clone(), None, None), build);
+    }
+
+    /// The ops of `state` and the digests of the inputs of the exec whose args contain `arg`.
+    fn exec_inputs(state: &State, arg: &str) -> Vec<String> {
+        let ops = llb_graph::decode_ops(&state.marshal().unwrap())
+            .unwrap()
+            .ops;
+        let (_, op) = ops
+            .iter()
+            .find(|(_, op)| match &op.op {
+                Some(llb_graph::pb::op::Op::Exec(e)) => e
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| m.args.iter().any(|a| a.contains(arg))),
+                _ => false,
+            })
+            .unwrap_or_else(|| panic!("no exec with {arg:?}"));
+        op.inputs.iter().map(|i| i.digest.clone()).collect()
+    }
+
+    #[test]
+    fn the_fact_steps_see_their_own_inputs_and_never_the_merged_node() {
+        let (s, src) = spec();
+        let opts = super::super::CompileOptions {
+            provenance: Some(BuildInfo::default()),
+            ..Default::default()
+        };
+        let c = super::super::compile(&s, &src, &opts);
+        let d = |st: &State| st.digest().unwrap().unwrap().to_string();
+        let packages = exec_inputs(&c.node, "provenance-packages");
+        assert!(packages.contains(&d(&c.os)), "{packages:?}");
+        assert_eq!(
+            packages.len(),
+            2,
+            "tools image and the OS layer: {packages:?}"
+        );
+        let sums = exec_inputs(&c.node, "sha256sum");
+        assert_eq!(sums.len(), 2, "tools image and kubectl's source: {sums:?}");
+        assert!(!sums.contains(&d(&c.os)) && !sums.contains(&d(&c.kubernetes)));
+        let script = {
+            let ops = llb_graph::decode_ops(&c.node.marshal().unwrap())
+                .unwrap()
+                .ops;
+            ops.values()
+                .find_map(|op| match &op.op {
+                    Some(llb_graph::pb::op::Op::Exec(e)) => e
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.args.iter().find(|a| a.contains("sha256sum")).cloned()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert!(script.contains("/in/0/components/kubectl"), "{script}");
+        assert!(
+            !script.contains("kubelet"),
+            "downloads carry their sha256: {script}"
+        );
+    }
+
+    #[test]
+    fn the_checksum_script_writes_json_naming_each_local_component() {
+        let (s, src) = spec();
+        let opts = super::super::CompileOptions::default();
+        let ctx = super::super::Ctx {
+            opts: &opts,
+            source: llb_graph::SourceMap::new("node.yaml", src.clone(), "YAML"),
+        };
+        let layer = components_layer(&ctx, &s).unwrap();
+        let ops = llb_graph::decode_ops(&layer.marshal().unwrap())
+            .unwrap()
+            .ops;
+        let script = ops
+            .values()
+            .find_map(|op| match &op.op {
+                Some(llb_graph::pb::op::Op::Exec(e)) => e.meta.as_ref()?.args.last().cloned(),
+                _ => None,
+            })
+            .unwrap();
+        // Run it with /in and /out moved under a temporary directory.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("in/0/components")).unwrap();
+        std::fs::write(dir.path().join("in/0/components/kubectl"), b"abc").unwrap();
+        let script = script
+            .replace("/in/", &format!("{root}/in/"))
+            .replace("/out", &format!("{root}/out"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(format!("{root}/out{COMPONENTS_JSON}")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({"kubectl": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
         );
     }
 
