@@ -56,6 +56,11 @@ pub trait Runner {
     fn run_fed(&mut self, inv: &Invocation, feed: Feed<'_>) -> Result<(), ConvertError>;
 }
 
+/// Size asked for the pipe feeding a tool's stdin (Linux's default pipe-max-size).
+pub const PIPE_SIZE: usize = 1 << 20;
+/// Writes to a tool's stdin are gathered up to this size (tar headers come 512 bytes at a time).
+const FEED_BUFFER: usize = 256 << 10;
+
 /// Runs the real tools.
 #[derive(Debug, Default)]
 pub struct SystemRunner;
@@ -111,8 +116,17 @@ impl Runner for SystemRunner {
             let _ = stderr.read_to_end(&mut v);
             v
         });
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let fed = feed(&mut stdin);
+        let stdin = child.stdin.take().expect("piped stdin");
+        // A large pipe: readers such as libarchive read 4 KiB at a time, and a full 64 KiB
+        // pipe wakes this writer for every page read. Best effort (pipe-max-size may be lower).
+        let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE);
+        let mut stdin = std::io::BufWriter::with_capacity(FEED_BUFFER, stdin);
+        let fed = feed(&mut stdin).and_then(|()| match stdin.flush() {
+            // The child stopped reading (e.g. after the end-of-archive marker): its exit
+            // status tells whether that was a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.map_err(ConvertError::io(format!("writing to {}", inv.program))),
+        });
         drop(stdin);
         if fed.is_err() {
             // The child may already have failed (e.g. a full filesystem): prefer its message.
@@ -146,8 +160,9 @@ fn env_epoch(inv: Invocation, epoch: i64) -> Invocation {
 /// offset, populated from `source` (a directory, or `-` for a tar stream on stdin).
 ///
 /// `SOURCE_DATE_EPOCH` is deliberately not passed: e2fsprogs ≥ 1.47.1 clamps every file's
-/// mtime to it. `E2FSPROGS_FAKE_TIME` fixes the filesystem's own timestamps; file ctime/atime
-/// from a tar are set afterwards (see `rootfs`).
+/// mtime to it. `E2FSPROGS_FAKE_TIME` fixes the filesystem's own timestamps; a streamed tar
+/// carries each file's ctime/atime in PAX headers (`tar::stream_with_times`), an extracted one
+/// gets them from a debugfs pass afterwards (see `rootfs`).
 pub fn mke2fs(plan: &DiskPlan, disk: &Path, source: &Path) -> Invocation {
     let r = &plan.root;
     Invocation::new("mke2fs")
