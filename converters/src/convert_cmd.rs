@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use nodestamp_converters::progress::{Console, Progress, Quiet};
 use nodestamp_converters::rootfs::{Input, TarMode};
 use nodestamp_converters::tools::SystemRunner;
-use nodestamp_converters::{ConvertOptions, Format, OutputSpec, convert, plan};
+use nodestamp_converters::{ConvertOptions, Format, OutputSpec, Provenance, convert, plan};
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
@@ -150,18 +150,31 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
         .iter()
         .find(|(o, _)| o.format == Format::Raw)
         .unwrap_or(&report.outputs[0]);
-    provenance_beside(&args.input, &first.0.path, &opts.name)?;
+    provenance_beside(&args.input, &report.provenance, &first.0.path, &opts.name)?;
     Ok(())
 }
 
 /// Writes the rootfs's build provenance as `<name>.json` beside the disk outputs (read from the
-/// directory, or back from the first disk for tar inputs). A rootfs without one gets none.
-fn provenance_beside(input: &Path, first: &Path, name: &str) -> Result<()> {
+/// directory; for tar inputs as seen in the tar, else back from the first disk). A rootfs
+/// without one gets none.
+fn provenance_beside(input: &Path, seen: &Provenance, first: &Path, name: &str) -> Result<()> {
     let build = if input.is_dir() {
         match std::fs::read(input.join(nodestamp_converters::inspect::BUILD_JSON)) {
             Ok(b) => b,
             Err(_) => return Ok(()),
         }
+    } else if let Provenance::Found(bytes) = seen {
+        // As `nodestamp inspect` would read it back: JSON, pretty-printed.
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(v) => {
+                let mut b = serde_json::to_vec_pretty(&v)?;
+                b.push(b'\n');
+                b
+            }
+            Err(_) => return Ok(()),
+        }
+    } else if *seen == Provenance::Absent {
+        return Ok(());
     } else {
         let work = nodestamp_converters::inspect::WorkDir::new()?;
         match nodestamp_converters::inspect::inspect(first, &work.0) {

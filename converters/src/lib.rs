@@ -32,6 +32,7 @@ pub use error::ConvertError;
 pub use formats::Format;
 pub use plan::DiskPlan;
 use progress::Progress;
+pub use rootfs::Provenance;
 use rootfs::{Input, TarMode};
 use tools::Runner;
 
@@ -85,6 +86,8 @@ pub struct ConvertReport {
     pub input_bytes: u64,
     /// How the root filesystem was populated.
     pub populate: &'static str,
+    /// The build provenance seen in a tar input.
+    pub provenance: Provenance,
 }
 
 /// A path removed on drop unless kept.
@@ -274,6 +277,7 @@ pub fn convert(
         outputs,
         input_bytes: built.input_bytes,
         populate: built.populate,
+        provenance: built.provenance,
     })
 }
 

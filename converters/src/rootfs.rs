@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use crate::ConvertOptions;
 use crate::error::ConvertError;
+use crate::inspect::BUILD_JSON;
 use crate::plan::{self, BootFiles, DiskPlan, SYSTEMD_BOOT};
 use crate::progress::Progress;
 use crate::tar::{self as tarstream, Capture, Entry, EntryKind, Totals};
@@ -56,7 +57,8 @@ pub enum TarMode {
     /// else `Extract`. `NODESTAMP_TAR_MODE=stream|extract` overrides.
     #[default]
     Auto,
-    /// The tar goes straight into `mke2fs -d -`: one pass, ownership from the tar headers.
+    /// The tar goes straight into `mke2fs -d -`: one pass, ownership and times from the tar
+    /// headers (ctime/atime added as PAX records).
     Stream,
     /// The tar is extracted to a scratch directory first (GNU tar), then `mke2fs -d <dir>`.
     /// Ownership is preserved when running as root.
@@ -111,6 +113,21 @@ pub(crate) struct Built {
     pub plan: DiskPlan,
     pub input_bytes: u64,
     pub populate: &'static str,
+    pub provenance: Provenance,
+}
+
+/// The rootfs's build provenance (`/usr/lib/nodestamp/build.json`) as seen in a tar input, so
+/// that it need not be read back from the finished disk.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Provenance {
+    /// The contents of the last regular file at that path in the tar.
+    Found(Vec<u8>),
+    /// The tar has no entry at that path, nor a link or file on the way to it.
+    Absent,
+    /// Not known from the input (a directory input, or a link at or on the way to that
+    /// path): read it from the rootfs or the disk.
+    #[default]
+    Unknown,
 }
 
 /// Sizes the disk, creates the raw image, builds the root filesystem into it, finds the boot
@@ -145,6 +162,7 @@ pub(crate) fn build(
                 plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
                 input_bytes: totals.bytes,
                 populate: "mke2fs -d <dir>",
+                provenance: Provenance::Unknown,
             })
         }
         Input::TarFile(path) => {
@@ -311,6 +329,9 @@ struct Captured {
     /// the tar, which extraction cannot reproduce.
     fixups: Option<io::BufWriter<File>>,
     root: bool,
+    /// What was seen at `/usr/lib/nodestamp/build.json`: `Some(true)` a regular file
+    /// (captured as `build.json`), `Some(false)` something else there or on the way.
+    build_json: Option<bool>,
 }
 
 impl Captured {
@@ -329,6 +350,26 @@ impl Captured {
     }
 
     fn capture(&mut self, e: &Entry) -> Capture {
+        if e.path == BUILD_JSON {
+            self.build_json = Some(e.kind == EntryKind::File && self.build_json != Some(false));
+            if self.build_json == Some(true) {
+                return match File::create(self.dir.join("build.json")) {
+                    Ok(f) => Capture::To(Box::new(io::BufWriter::new(f))),
+                    Err(_) => {
+                        self.build_json = Some(false);
+                        Capture::Skip
+                    }
+                };
+            }
+        } else if e.kind != EntryKind::Directory
+            && BUILD_JSON
+                .strip_prefix(e.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        {
+            // A link (or file) where a directory on the way should be: only the finished
+            // filesystem can tell what the path leads to.
+            self.build_json = Some(false);
+        }
         if e.kind != EntryKind::File {
             return Capture::Skip;
         }
@@ -353,6 +394,16 @@ impl Captured {
         match File::create(self.dir.join(&name)) {
             Ok(f) => Capture::To(Box::new(io::BufWriter::new(f))),
             Err(_) => Capture::Skip,
+        }
+    }
+
+    fn provenance(&self) -> Provenance {
+        match self.build_json {
+            None => Provenance::Absent,
+            Some(true) => fs::read(self.dir.join("build.json"))
+                .map(Provenance::Found)
+                .unwrap_or(Provenance::Unknown),
+            Some(false) => Provenance::Unknown,
         }
     }
 
@@ -402,17 +453,18 @@ fn from_tar(
         cmdline: false,
         fixups: None,
         root: is_root(),
+        build_json: None,
     };
     let mode = opts.tar_mode.resolve(runner);
-    // Both paths leave ctime/atime that do not come from the tar (extraction time, or zero /
-    // the current time from mke2fs's tar reader): set them to each entry's mtime afterwards.
-    // When extracting as non-root, ownership is restored the same way.
+    // ctime and atime are each entry's mtime. Streamed, they travel in a PAX header per entry
+    // (mke2fs's tar reader would otherwise leave zero), and ownership comes from the tar
+    // headers. Extracted, they would be the extraction time: debugfs sets them afterwards,
+    // and ownership too when extracting as non-root.
     let fixups_path = work.join("fixups.debugfs");
-    cap.fixups = Some(io::BufWriter::new(
-        File::create(&fixups_path).map_err(ConvertError::io("creating the work directory"))?,
-    ));
-    if mode != TarMode::Extract {
-        cap.root = true; // mke2fs takes ownership from the tar headers
+    if mode == TarMode::Extract {
+        cap.fixups = Some(io::BufWriter::new(
+            File::create(&fixups_path).map_err(ConvertError::io("creating the work directory"))?,
+        ));
     }
     progress.stage(match mode {
         TarMode::Extract => "extracting the rootfs tar",
@@ -429,7 +481,11 @@ fn from_tar(
         let input = input
             .take()
             .ok_or_else(|| ConvertError::Options("input consumed".into()))?;
-        seen = tarstream::stream(input, Some(&mut sink), &mut on, &mut |e| cap.visit(e))?;
+        seen = if mode == TarMode::Extract {
+            tarstream::stream(input, Some(&mut sink), &mut on, &mut |e| cap.visit(e))?
+        } else {
+            tarstream::stream_with_times(input, &mut sink, &mut on, &mut |e| cap.visit(e))?
+        };
         Ok(())
     };
     let populate = match mode {
@@ -442,7 +498,6 @@ fn from_tar(
                 }
                 return Err(e);
             }
-            apply_fixups(&mut cap, &plan, raw, &fixups_path, runner, progress)?;
             "tar → mke2fs -d - (streamed)"
         }
         TarMode::Extract => {
@@ -476,6 +531,7 @@ fn from_tar(
         plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
         input_bytes: seen.bytes,
         populate,
+        provenance: cap.provenance(),
     })
 }
 

@@ -87,6 +87,9 @@ struct Reader<'a, R: Read> {
     sink: Option<&'a mut dyn Write>,
     offset: u64,
     on_bytes: &'a mut dyn FnMut(u64),
+    /// While set, bytes meant for the sink collect here (an entry's headers, held back until
+    /// its own PAX header can be written in front of it).
+    held: Option<Vec<u8>>,
 }
 
 impl<R: Read> Reader<'_, R> {
@@ -112,12 +115,22 @@ impl<R: Read> Reader<'_, R> {
     }
 
     fn pass(&mut self, data: &[u8]) -> Result<(), TarError> {
-        if let Some(sink) = self.sink.as_mut() {
+        if let Some(h) = self.held.as_mut() {
+            h.extend_from_slice(data);
+        } else if let Some(sink) = self.sink.as_mut() {
             sink.write_all(data).map_err(TarError::Write)?;
         }
         self.offset += data.len() as u64;
         (self.on_bytes)(self.offset);
         Ok(())
+    }
+
+    /// Writes straight to the sink (what was held back).
+    fn emit(&mut self, data: &[u8]) -> Result<(), TarError> {
+        match self.sink.as_mut() {
+            Some(sink) => sink.write_all(data).map_err(TarError::Write),
+            None => Ok(()),
+        }
     }
 
     /// Streams `size` bytes of entry data plus padding; the data also goes to `capture`.
@@ -282,12 +295,98 @@ pub fn stream<'a, R: Read>(
     on_bytes: &'a mut dyn FnMut(u64),
     visit: &mut dyn FnMut(&Entry) -> Capture,
 ) -> Result<Totals, TarError> {
+    stream_impl(input, sink, on_bytes, visit, false)
+}
+
+/// Like [`stream`], except that every entry reaches `sink` behind a PAX header setting its
+/// atime and ctime to its mtime (whole seconds). The entry's own PAX records are kept, except
+/// any atime and ctime. mke2fs's tar reader (libarchive) takes all three times from there, so
+/// the filesystem's times come from the tar alone. `on_bytes` and the totals count input bytes.
+pub fn stream_with_times<'a, R: Read>(
+    input: R,
+    sink: &'a mut dyn Write,
+    on_bytes: &'a mut dyn FnMut(u64),
+    visit: &mut dyn FnMut(&Entry) -> Capture,
+) -> Result<Totals, TarError> {
+    stream_impl(input, Some(sink), on_bytes, visit, true)
+}
+
+/// One PAX record, `"<len> <key>=<value>\n"`, where `len` counts the whole record.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    loop {
+        let l = body + len.to_string().len();
+        if l == len {
+            break;
+        }
+        len = l;
+    }
+    format!("{len} {key}={value}\n").into_bytes()
+}
+
+/// The raw records of PAX data (already validated by [`parse_pax`]) except those for `drop`.
+fn pax_records_without(data: &[u8], drop: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(sp) = rest.iter().position(|b| *b == b' ') {
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= rest.len())
+        else {
+            break;
+        };
+        let rec = &rest[..len];
+        let kv = &rec[sp + 1..];
+        let key = &kv[..kv.iter().position(|b| *b == b'=').unwrap_or(kv.len())];
+        if !drop.iter().any(|d| d.as_bytes() == key) {
+            out.extend_from_slice(rec);
+        }
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// A PAX extended header (typeflag `x`) with `records`, padded to whole blocks.
+fn pax_block(records: &[u8], mtime: i64) -> Vec<u8> {
+    let mut h = [0u8; BLOCK];
+    h[..9].copy_from_slice(b"PaxHeader");
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", records.len()).as_bytes());
+    h[136..148].copy_from_slice(format!("{:011o}\0", mtime.clamp(0, 0o77777777777)).as_bytes());
+    h[156] = b'x';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut v = h.to_vec();
+    v.extend_from_slice(records);
+    v.resize(v.len().div_ceil(BLOCK) * BLOCK, 0);
+    v
+}
+
+fn stream_impl<'a, R: Read>(
+    input: R,
+    sink: Option<&'a mut dyn Write>,
+    on_bytes: &'a mut dyn FnMut(u64),
+    visit: &mut dyn FnMut(&Entry) -> Capture,
+    times: bool,
+) -> Result<Totals, TarError> {
     let mut r = Reader {
         inner: input,
         sink,
         offset: 0,
         on_bytes,
+        held: None,
     };
+    // With `times`: where the entry's own PAX header stood among its held headers, and its
+    // records without atime/ctime.
+    let mut pax_slot: Option<usize> = None;
+    let mut pax_kept: Vec<u8> = Vec::new();
     let mut totals = Totals::default();
     let mut header = [0u8; BLOCK];
     let mut long_name: Option<String> = None;
@@ -296,6 +395,10 @@ pub fn stream<'a, R: Read>(
     let mut first = true;
     loop {
         let at = r.offset;
+        if times && r.held.is_none() {
+            r.held = Some(Vec::new());
+        }
+        let held_before = r.held.as_ref().map_or(0, Vec::len);
         if !r.block(&mut header, "where a header was expected")? {
             if first {
                 return Err(TarError::Empty);
@@ -306,6 +409,9 @@ pub fn stream<'a, R: Read>(
             });
         }
         if header.iter().all(|b| *b == 0) {
+            if let Some(h) = r.held.take() {
+                r.emit(&h)?;
+            }
             // End of archive: GNU tar accepts a single zero block; pass the rest through.
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -340,6 +446,11 @@ pub fn stream<'a, R: Read>(
             b'x' => {
                 let d = r.small_data(size, at)?;
                 pax = parse_pax(&d, at)?;
+                if let Some(h) = r.held.as_mut() {
+                    h.truncate(held_before);
+                    pax_slot.get_or_insert(held_before);
+                    pax_kept.extend(pax_records_without(&d, &["atime", "ctime"]));
+                }
                 continue;
             }
             b'g' => {
@@ -411,6 +522,15 @@ pub fn stream<'a, R: Read>(
             link,
         };
         totals.add(&entry);
+        if let Some(h) = r.held.take() {
+            let mut records = std::mem::take(&mut pax_kept);
+            records.extend(pax_record("atime", &entry.mtime.to_string()));
+            records.extend(pax_record("ctime", &entry.mtime.to_string()));
+            let slot = pax_slot.take().unwrap_or(h.len() - BLOCK);
+            r.emit(&h[..slot])?;
+            r.emit(&pax_block(&records, entry.mtime))?;
+            r.emit(&h[slot..])?;
+        }
         match visit(&entry) {
             Capture::Skip => r.data(data_size, None)?,
             Capture::To(mut w) => {
@@ -440,13 +560,17 @@ mod tests {
     }
 
     fn header(name: &str, typeflag: u8, size: u64) -> [u8; BLOCK] {
+        header_at(name, typeflag, size, 0)
+    }
+
+    fn header_at(name: &str, typeflag: u8, size: u64, mtime: u64) -> [u8; BLOCK] {
         let mut h = [0u8; BLOCK];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..107].copy_from_slice(b"0000644");
         h[108..115].copy_from_slice(b"0000000");
         h[116..123].copy_from_slice(b"0000000");
         h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
+        h[136..147].copy_from_slice(format!("{mtime:011o}").as_bytes());
         h[156] = typeflag;
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
@@ -539,6 +663,132 @@ mod tests {
         assert!(matches!(err, TarError::BadChecksum { offset: 0 }), "{err}");
         let err = stream(&b""[..], None, &mut |_| {}, &mut |_| Capture::Skip).unwrap_err();
         assert!(matches!(err, TarError::Empty), "{err}");
+    }
+
+    /// path, typeflag, mtime, data, raw PAX records in front of it.
+    type Walked = (String, u8, i64, Vec<u8>, Vec<u8>);
+
+    /// Each entry of `a` with the PAX records in front of it (`x` headers).
+    fn walk(a: &[u8]) -> Vec<Walked> {
+        let mut out = Vec::new();
+        let mut pax = Vec::new();
+        let mut at = 0;
+        while at + BLOCK <= a.len() && a[at..at + BLOCK].iter().any(|b| *b != 0) {
+            let h: [u8; BLOCK] = a[at..at + BLOCK].try_into().unwrap();
+            assert_eq!(checksum_ok(&h), Ok(true), "checksum at {at}");
+            let size = parse_octal(&h[124..136], 0, "size").unwrap() as usize;
+            let data = a[at + BLOCK..at + BLOCK + size].to_vec();
+            let kind = h[156];
+            let data_size = if kind == b'1' || kind == b'5' {
+                0
+            } else {
+                size
+            };
+            at += BLOCK + data_size.div_ceil(BLOCK) * BLOCK;
+            if kind == b'x' {
+                pax.extend(data);
+                continue;
+            }
+            let mtime = parse_octal(&h[136..148], 0, "mtime").unwrap() as i64;
+            out.push((cstr(&h[..100]), kind, mtime, data, std::mem::take(&mut pax)));
+        }
+        out
+    }
+
+    #[test]
+    fn times_travel_in_pax_headers() {
+        let mut a = Vec::new();
+        a.extend_from_slice(&header_at("./", b'5', 0, 1_700_000_000));
+        a.extend_from_slice(&header_at("./etc/x", b'0', 5, 1_700_000_001));
+        a.extend_from_slice(b"hello");
+        a.resize(a.len().div_ceil(BLOCK) * BLOCK, 0);
+        // An entry with its own PAX header: path, a stale atime, a binary xattr value.
+        let mut rec = b"11 atime=5\n".to_vec();
+        rec.extend_from_slice(b"27 SCHILY.xattr.user.b=\x00\xff\n\n");
+        rec.extend_from_slice(b"19 path=etc/long-y\n");
+        a.extend_from_slice(&header("PaxHeader", b'x', rec.len() as u64));
+        a.extend_from_slice(&rec);
+        a.resize(a.len().div_ceil(BLOCK) * BLOCK, 0);
+        a.extend_from_slice(&header_at("./etc/y", b'0', 0, 1_600_000_000));
+        let z = a.len();
+        a.extend_from_slice(&header_at("./etc/z", b'1', 0, 1_700_000_002));
+        a[z + 157..z + 163].copy_from_slice(b"etc/x\0");
+        a[z + 148..z + 156].copy_from_slice(b"        ");
+        let sum: u64 = a[z..].iter().map(|b| u64::from(*b)).sum();
+        a[z + 148..z + 155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        a.extend_from_slice(&[0u8; 2 * BLOCK]);
+
+        let mut out = Vec::new();
+        let mut seen_bytes = 0;
+        let t = stream_with_times(&a[..], &mut out, &mut |n| seen_bytes = n, &mut |_| {
+            Capture::Skip
+        })
+        .unwrap();
+        assert_eq!(t.bytes, a.len() as u64, "totals count input bytes");
+        assert_eq!(seen_bytes, a.len() as u64);
+        assert_eq!(t.entries, 4);
+
+        let w = walk(&out);
+        let names: Vec<_> = w.iter().map(|e| (e.0.as_str(), e.1, e.2)).collect();
+        assert_eq!(
+            names,
+            [
+                ("./", b'5', 1_700_000_000),
+                ("./etc/x", b'0', 1_700_000_001),
+                ("./etc/y", b'0', 1_600_000_000),
+                ("./etc/z", b'1', 1_700_000_002),
+            ]
+        );
+        assert_eq!(w[1].3, b"hello");
+        for (name, _, mtime, _, pax) in &w {
+            let recs = parse_pax(pax, 0).unwrap();
+            let get = |k: &str| {
+                recs.iter()
+                    .filter(|r| r.0 == k)
+                    .map(|r| r.1.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(get("atime"), [mtime.to_string()], "{name}");
+            assert_eq!(get("ctime"), [mtime.to_string()], "{name}");
+        }
+        // The entry's own records are kept byte for byte, the stale atime is not.
+        let y = &w[2].4;
+        assert!(
+            y.windows(27)
+                .any(|r| r == b"27 SCHILY.xattr.user.b=\x00\xff\n\n")
+        );
+        assert!(y.windows(19).any(|r| r == b"19 path=etc/long-y\n"));
+        assert!(!y.windows(11).any(|r| r == b"11 atime=5\n"));
+        // Read back, the rewritten stream is the same archive.
+        let mut back = Vec::new();
+        stream(&out[..], None, &mut |_| {}, &mut |e| {
+            back.push((e.path.clone(), e.mtime, e.size));
+            Capture::Skip
+        })
+        .unwrap();
+        assert_eq!(
+            back,
+            [
+                (String::new(), 1_700_000_000, 0),
+                ("etc/x".into(), 1_700_000_001, 5),
+                ("etc/long-y".into(), 1_600_000_000, 0),
+                ("etc/z".into(), 1_700_000_002, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for (k, v) in [
+            ("atime", "1"),
+            ("ctime", "1700000000"),
+            ("path", &"a".repeat(95)),
+        ] {
+            let r = pax_record(k, v);
+            let (len, rest) = std::str::from_utf8(&r).unwrap().split_once(' ').unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), r.len());
+            assert_eq!(rest, format!("{k}={v}\n"));
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::process::Command;
 use nodestamp_converters::progress::Quiet;
 use nodestamp_converters::rootfs::{Input, TarMode};
 use nodestamp_converters::tools::SystemRunner;
-use nodestamp_converters::{ConvertError, ConvertOptions, DiskPlan, Format, OutputSpec, convert};
+use nodestamp_converters::{
+    ConvertError, ConvertOptions, DiskPlan, Format, OutputSpec, Provenance, convert,
+};
 
 const FIXTURE_KERNEL_VERSION: &str = "6.1.0-fixture-amd64";
 
@@ -175,6 +177,21 @@ fn check_raw(raw: &Path, plan: &DiskPlan, work: &Path) {
     assert_eq!(kernel.len(), 300_000);
 }
 
+/// atime, ctime and mtime (seconds) of `path` in an ext4 image.
+fn times(root_img: &Path, path: &str) -> [i64; 3] {
+    let stat = sh(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(root_img));
+    ["atime", "ctime", "mtime"].map(|k| {
+        let at = stat
+            .find(&format!(" {k}: 0x"))
+            .unwrap_or_else(|| panic!("no {k} in {stat}"));
+        let hex = &stat[at + k.len() + 5..];
+        i64::from_str_radix(&hex[..hex.find(':').unwrap()], 16).unwrap()
+    })
+}
+
 fn qemu_info(path: &Path, f: Format) -> serde_json::Value {
     serde_json::from_str(&sh(Command::new("qemu-img")
         .args(["info", "--output=json", "-f", f.qemu_format()])
@@ -213,6 +230,22 @@ fn all_formats_from(input: impl Fn(&Path) -> Input, name: &str, mode: TarMode) {
     let raw = dir.join("out/fixture.raw");
     assert_eq!(fs::metadata(&raw).unwrap().len(), plan.size);
     check_raw(&raw, &plan, &dir);
+    if name != "dir" {
+        // make_tar stamps every entry with 1700000000: ctime and atime follow mtime. (/etc
+        // gets the epoch with the new fstab. The root directory's own times come from the tar
+        // only when streamed: `mke2fs -d <dir>` leaves the root inode as it made it.)
+        let streamed = report.populate.contains("streamed");
+        let root: &[&str] = if streamed { &["/"] } else { &[] };
+        let paths = ["/etc/hostname", "/usr/bin/tool", "/lib", "/var/lib/big.bin"];
+        for p in root.iter().chain(&paths) {
+            assert_eq!(
+                times(&dir.join("root.img"), p),
+                [1_700_000_000; 3],
+                "{p}: atime, ctime, mtime ({:?})",
+                report.populate
+            );
+        }
+    }
     for f in [Format::Qcow2, Format::Vmdk, Format::Vhd] {
         let p = dir.join(format!("out/fixture.{}", f.extension()));
         let info = qemu_info(&p, f);
@@ -299,6 +332,50 @@ fn repeat_builds_are_byte_identical() {
     // Without --size the disk is sized from the content: still a valid disk.
     let v = sh(Command::new("sgdisk").arg("-v").arg(&raws[2]));
     assert!(v.contains("No problems found"), "{v}");
+}
+
+#[test]
+fn provenance_is_seen_on_the_way_in() {
+    let dir = scratch("provenance");
+    let root = dir.join("rootfs");
+    fixture_rootfs(&root, true, true, true);
+    make_tar(&root, &dir.join("plain.tar"));
+    fs::create_dir_all(root.join("usr/lib/nodestamp")).unwrap();
+    fs::write(
+        root.join("usr/lib/nodestamp/build.json"),
+        b"{\"name\": \"fixture\"}\n",
+    )
+    .unwrap();
+    make_tar(&root, &dir.join("with.tar"));
+    let run = |input: Input| {
+        let o = dir.join("out");
+        let _ = fs::remove_dir_all(&o);
+        fs::create_dir_all(&o).unwrap();
+        convert(
+            input,
+            &opts(vec![out(&o, Format::Raw)]),
+            &mut SystemRunner,
+            &mut Quiet,
+        )
+        .unwrap()
+        .provenance
+    };
+    assert_eq!(
+        run(Input::TarFile(dir.join("with.tar"))),
+        Provenance::Found(b"{\"name\": \"fixture\"}\n".to_vec())
+    );
+    assert_eq!(
+        run(Input::TarStream(Box::new(
+            fs::File::open(dir.join("with.tar")).unwrap()
+        ))),
+        Provenance::Found(b"{\"name\": \"fixture\"}\n".to_vec())
+    );
+    assert_eq!(
+        run(Input::TarFile(dir.join("plain.tar"))),
+        Provenance::Absent
+    );
+    // A directory is read by the caller.
+    assert_eq!(run(Input::Dir(root.clone())), Provenance::Unknown);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! qcow2 and vhd disks, from the rootfs directory, and written beside the outputs.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -123,39 +124,89 @@ fn inspect_reads_provenance_back_from_every_disk_format_and_the_json_beside_it()
     );
 }
 
-#[test]
-fn a_tar_input_gets_its_json_from_the_disk() {
-    let d = scratch("tar");
-    let root = d.join("rootfs");
-    fixture(&root, true);
+/// `nodestamp convert` of a tar of `root` to qcow2, with `qemu-img` wrapped so that its calls
+/// are logged: returns the `<name>.json` written beside the disk and the logged calls.
+fn convert_tar_logging_qemu_img(d: &Path, root: &Path) -> (Value, String) {
     let tar = d.join("rootfs.tar");
     let st = Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .arg("-cf")
         .arg(&tar)
         .arg(".")
         .status()
         .unwrap();
     assert!(st.success());
+    let real = Command::new("sh")
+        .args(["-c", "command -v qemu-img"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    assert!(!real.is_empty(), "qemu-img not found");
+    let bin = d.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let log = d.join("qemu-img.log");
+    let wrapper = bin.join("qemu-img");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
     let out = d.join("out");
     fs::create_dir_all(&out).unwrap();
-    let (code, _, err) = nodestamp(&[
-        "convert",
-        "--quiet",
-        "--format",
-        "qcow2",
-        "--size",
-        "512MiB",
-        "--output-dir",
-        out.to_str().unwrap(),
-        "--name",
-        "n",
-        tar.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = Command::new(env!("CARGO_BIN_EXE_nodestamp"))
+        .env("PATH", path)
+        .args([
+            "convert", "--quiet", "--format", "qcow2", "--size", "512MiB",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--name", "n"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&fs::read(out.join("n.json")).unwrap()).unwrap();
+    (v, fs::read_to_string(&log).unwrap_or_default())
+}
+
+#[test]
+fn a_tar_input_gets_its_json_from_the_tar() {
+    let d = scratch("tar");
+    let root = d.join("rootfs");
+    fixture(&root, true);
+    let (v, calls) = convert_tar_logging_qemu_img(&d, &root);
     assert_eq!(v, build_json());
+    // Seen on the way in: the qcow2 is not turned back into a raw disk to read it.
+    assert!(calls.contains("convert -f raw -O qcow2"), "{calls}");
+    assert!(
+        !calls.contains("-O raw"),
+        "read back from the disk: {calls}"
+    );
+}
+
+#[test]
+fn a_tar_with_a_link_on_the_way_gets_its_json_from_the_disk() {
+    // /usr/lib/nodestamp is a symlink: only the finished filesystem tells where it leads.
+    let d = scratch("tar-link");
+    let root = d.join("rootfs");
+    fixture(&root, false);
+    let share = root.join("usr/share/nodestamp");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(
+        share.join("build.json"),
+        serde_json::to_vec_pretty(&build_json()).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../share/nodestamp", root.join("usr/lib/nodestamp")).unwrap();
+    let (v, calls) = convert_tar_logging_qemu_img(&d, &root);
+    assert_eq!(v, build_json());
+    assert!(calls.contains("convert -f qcow2 -O raw"), "{calls}");
 }
 
 #[test]
