@@ -154,38 +154,38 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes the rootfs's build provenance as `<name>.json` beside the disk outputs (read from the
-/// directory; for tar inputs as seen in the tar, else back from the first disk). A rootfs
-/// without one gets none.
+/// Writes the rootfs's build provenance as `<name>.json` beside the disk outputs: the document
+/// `nodestamp inspect` assembles (from the directory; for tar inputs from the files seen in the
+/// tar, else read back from the first disk). A rootfs without one gets none.
 fn provenance_beside(input: &Path, seen: &Provenance, first: &Path, name: &str) -> Result<()> {
-    let build = if input.is_dir() {
-        match std::fs::read(input.join(nodestamp_converters::inspect::BUILD_JSON)) {
-            Ok(b) => b,
-            Err(_) => return Ok(()),
+    let source = if input.is_dir() { input } else { first };
+    let document = match seen {
+        Provenance::Found {
+            build,
+            packages,
+            components,
+        } if !input.is_dir() => {
+            // Unreadable JSON gets no document, as when read back from the disk.
+            let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).map_err(|_| ());
+            let beside = |b: &Option<Vec<u8>>| b.as_deref().map(parse).transpose();
+            let (Ok(build), Ok(packages), Ok(components)) =
+                (parse(build), beside(packages), beside(components))
+            else {
+                return Ok(());
+            };
+            nodestamp_frontend::compile::provenance::assemble(build, packages, components)
         }
-    } else if let Provenance::Found(bytes) = seen {
-        // As `nodestamp inspect` would read it back: JSON, pretty-printed.
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(v) => {
-                let mut b = serde_json::to_vec_pretty(&v)?;
-                b.push(b'\n');
-                b
+        Provenance::Absent if !input.is_dir() => return Ok(()),
+        _ => {
+            let work = nodestamp_converters::inspect::WorkDir::new()?;
+            match nodestamp_converters::inspect::inspect(source, &work.0) {
+                Ok(found) => found.build,
+                Err(_) => return Ok(()),
             }
-            Err(_) => return Ok(()),
-        }
-    } else if *seen == Provenance::Absent {
-        return Ok(());
-    } else {
-        let work = nodestamp_converters::inspect::WorkDir::new()?;
-        match nodestamp_converters::inspect::inspect(first, &work.0) {
-            Ok(found) => {
-                let mut b = serde_json::to_vec_pretty(&found.build)?;
-                b.push(b'\n');
-                b
-            }
-            Err(_) => return Ok(()),
         }
     };
+    let mut build = serde_json::to_vec_pretty(&document)?;
+    build.push(b'\n');
     let dir = match first.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

@@ -116,16 +116,28 @@ pub(crate) struct Built {
     pub provenance: Provenance,
 }
 
-/// The rootfs's build provenance (`/usr/lib/nodestamp/build.json`) as seen in a tar input, so
-/// that it need not be read back from the finished disk.
+/// The build provenance files in a rootfs: `build.json`, and beside it (optional)
+/// `packages.json` and `components.json`, which `nodestamp inspect` assembles into one document.
+pub const PROVENANCE_FILES: [&str; 3] = [
+    BUILD_JSON,
+    "usr/lib/nodestamp/packages.json",
+    "usr/lib/nodestamp/components.json",
+];
+
+/// The rootfs's build provenance ([`PROVENANCE_FILES`]) as seen in a tar input, so that it
+/// need not be read back from the finished disk.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Provenance {
-    /// The contents of the last regular file at that path in the tar.
-    Found(Vec<u8>),
-    /// The tar has no entry at that path, nor a link or file on the way to it.
+    /// The contents of the last regular file at each path in the tar (`build.json` is there).
+    Found {
+        build: Vec<u8>,
+        packages: Option<Vec<u8>>,
+        components: Option<Vec<u8>>,
+    },
+    /// The tar has no `build.json`, nor a link at or on the way to one of the paths.
     Absent,
-    /// Not known from the input (a directory input, or a link at or on the way to that
-    /// path): read it from the rootfs or the disk.
+    /// Not known from the input (a directory input, or a link at or on the way to one of the
+    /// paths): read it from the rootfs or the disk.
     #[default]
     Unknown,
 }
@@ -329,9 +341,11 @@ struct Captured {
     /// the tar, which extraction cannot reproduce.
     fixups: Option<io::BufWriter<File>>,
     root: bool,
-    /// What was seen at `/usr/lib/nodestamp/build.json`: `Some(true)` a regular file
-    /// (captured as `build.json`), `Some(false)` something else there or on the way.
-    build_json: Option<bool>,
+    /// What was seen at each of [`PROVENANCE_FILES`]: `Some(true)` a regular file (captured
+    /// as `provenance-<i>.json`), `Some(false)` something else.
+    provenance: [Option<bool>; 3],
+    /// Something other than a directory on the way to them.
+    provenance_blocked: bool,
 }
 
 impl Captured {
@@ -350,13 +364,14 @@ impl Captured {
     }
 
     fn capture(&mut self, e: &Entry) -> Capture {
-        if e.path == BUILD_JSON {
-            self.build_json = Some(e.kind == EntryKind::File && self.build_json != Some(false));
-            if self.build_json == Some(true) {
-                return match File::create(self.dir.join("build.json")) {
+        if let Some(i) = PROVENANCE_FILES.iter().position(|p| *p == e.path) {
+            let seen = &mut self.provenance[i];
+            *seen = Some(e.kind == EntryKind::File && *seen != Some(false));
+            if *seen == Some(true) {
+                return match File::create(self.dir.join(format!("provenance-{i}.json"))) {
                     Ok(f) => Capture::To(Box::new(io::BufWriter::new(f))),
                     Err(_) => {
-                        self.build_json = Some(false);
+                        *seen = Some(false);
                         Capture::Skip
                     }
                 };
@@ -367,8 +382,8 @@ impl Captured {
                 .is_some_and(|rest| rest.starts_with('/'))
         {
             // A link (or file) where a directory on the way should be: only the finished
-            // filesystem can tell what the path leads to.
-            self.build_json = Some(false);
+            // filesystem can tell what the paths lead to.
+            self.provenance_blocked = true;
         }
         if e.kind != EntryKind::File {
             return Capture::Skip;
@@ -398,12 +413,23 @@ impl Captured {
     }
 
     fn provenance(&self) -> Provenance {
-        match self.build_json {
-            None => Provenance::Absent,
-            Some(true) => fs::read(self.dir.join("build.json"))
-                .map(Provenance::Found)
-                .unwrap_or(Provenance::Unknown),
-            Some(false) => Provenance::Unknown,
+        if self.provenance_blocked || self.provenance.contains(&Some(false)) {
+            return Provenance::Unknown;
+        }
+        let read = |i: usize| match self.provenance[i] {
+            Some(true) => fs::read(self.dir.join(format!("provenance-{i}.json")))
+                .map(Some)
+                .map_err(|_| ()),
+            _ => Ok(None),
+        };
+        match (read(0), read(1), read(2)) {
+            (Ok(None), ..) => Provenance::Absent,
+            (Ok(Some(build)), Ok(packages), Ok(components)) => Provenance::Found {
+                build,
+                packages,
+                components,
+            },
+            _ => Provenance::Unknown,
         }
     }
 
@@ -453,7 +479,8 @@ fn from_tar(
         cmdline: false,
         fixups: None,
         root: is_root(),
-        build_json: None,
+        provenance: [None; 3],
+        provenance_blocked: false,
     };
     let mode = opts.tar_mode.resolve(runner);
     // ctime and atime are each entry's mtime. Streamed, they travel in a PAX header per entry

@@ -340,13 +340,14 @@ fn provenance_is_seen_on_the_way_in() {
     let root = dir.join("rootfs");
     fixture_rootfs(&root, true, true, true);
     make_tar(&root, &dir.join("plain.tar"));
-    fs::create_dir_all(root.join("usr/lib/nodestamp")).unwrap();
-    fs::write(
-        root.join("usr/lib/nodestamp/build.json"),
-        b"{\"name\": \"fixture\"}\n",
-    )
-    .unwrap();
-    make_tar(&root, &dir.join("with.tar"));
+    let nd = root.join("usr/lib/nodestamp");
+    fs::create_dir_all(&nd).unwrap();
+    fs::write(nd.join("build.json"), b"{\"name\": \"fixture\"}\n").unwrap();
+    make_tar(&root, &dir.join("build.tar"));
+    fs::write(nd.join("packages.json"), b"{\"manager\": \"dpkg\"}\n").unwrap();
+    make_tar(&root, &dir.join("both.tar"));
+    symlink("packages.json", nd.join("components.json")).unwrap();
+    make_tar(&root, &dir.join("link.tar"));
     let run = |input: Input| {
         let o = dir.join("out");
         let _ = fs::remove_dir_all(&o);
@@ -360,19 +361,31 @@ fn provenance_is_seen_on_the_way_in() {
         .unwrap()
         .provenance
     };
+    let build = b"{\"name\": \"fixture\"}\n".to_vec();
     assert_eq!(
-        run(Input::TarFile(dir.join("with.tar"))),
-        Provenance::Found(b"{\"name\": \"fixture\"}\n".to_vec())
+        run(Input::TarFile(dir.join("build.tar"))),
+        Provenance::Found {
+            build: build.clone(),
+            packages: None,
+            components: None
+        }
     );
-    assert_eq!(
-        run(Input::TarStream(Box::new(
-            fs::File::open(dir.join("with.tar")).unwrap()
-        ))),
-        Provenance::Found(b"{\"name\": \"fixture\"}\n".to_vec())
-    );
+    let both = Provenance::Found {
+        build,
+        packages: Some(b"{\"manager\": \"dpkg\"}\n".to_vec()),
+        components: None,
+    };
+    assert_eq!(run(Input::TarFile(dir.join("both.tar"))), both);
+    let stream = fs::File::open(dir.join("both.tar")).unwrap();
+    assert_eq!(run(Input::TarStream(Box::new(stream))), both);
     assert_eq!(
         run(Input::TarFile(dir.join("plain.tar"))),
         Provenance::Absent
+    );
+    // A link: only the finished filesystem can tell what it leads to.
+    assert_eq!(
+        run(Input::TarFile(dir.join("link.tar"))),
+        Provenance::Unknown
     );
     // A directory is read by the caller.
     assert_eq!(run(Input::Dir(root.clone())), Provenance::Unknown);

@@ -175,19 +175,86 @@ fn convert_tar_logging_qemu_img(d: &Path, root: &Path) -> (Value, String) {
     (v, fs::read_to_string(&log).unwrap_or_default())
 }
 
+/// Provenance split as the frontend writes it: build.json without the packages, packages.json,
+/// and components.json with the sha256 of a local component. Returns the assembled document.
+fn split_provenance(root: &Path) -> Value {
+    let mut doc = build_json();
+    doc["kubernetes"]["components"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({"name": "crictl", "local": "components/crictl.tar.gz",
+                     "dest": "/usr/local/bin", "extract": true, "sha256": "d".repeat(64)}),
+        );
+    let mut build = doc.clone();
+    build.as_object_mut().unwrap().remove("packages");
+    build["kubernetes"]["components"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("sha256");
+    let dir = root.join("usr/lib/nodestamp");
+    fs::create_dir_all(&dir).unwrap();
+    let w = |name: &str, v: &Value| {
+        fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap()
+    };
+    w("build.json", &build);
+    w("packages.json", &doc["packages"]);
+    w("components.json", &json!({"crictl": "d".repeat(64)}));
+    doc
+}
+
 #[test]
 fn a_tar_input_gets_its_json_from_the_tar() {
     let d = scratch("tar");
     let root = d.join("rootfs");
-    fixture(&root, true);
+    fixture(&root, false);
+    let doc = split_provenance(&root);
     let (v, calls) = convert_tar_logging_qemu_img(&d, &root);
-    assert_eq!(v, build_json());
+    assert_eq!(v, doc, "the assembled document");
     // Seen on the way in: the qcow2 is not turned back into a raw disk to read it.
     assert!(calls.contains("convert -f raw -O qcow2"), "{calls}");
     assert!(
         !calls.contains("-O raw"),
         "read back from the disk: {calls}"
     );
+    // The same document from the directory, and read back from the disk.
+    let (code, stdout, err) = nodestamp(&["inspect", root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["build"],
+        doc
+    );
+    let disk = d.join("out/n.qcow2");
+    let (code, stdout, err) = nodestamp(&["inspect", disk.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["build"],
+        doc
+    );
+}
+
+#[test]
+fn a_directory_input_gets_the_assembled_json() {
+    let d = scratch("dir-split");
+    let root = d.join("rootfs");
+    fixture(&root, false);
+    let doc = split_provenance(&root);
+    let out = d.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let (code, _, err) = nodestamp(&[
+        "convert",
+        "--quiet",
+        "--format",
+        "raw",
+        "--size",
+        "512MiB",
+        "--output-dir",
+        out.to_str().unwrap(),
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_slice(&fs::read(out.join("node.json")).unwrap()).unwrap();
+    assert_eq!(v, doc);
 }
 
 #[test]
