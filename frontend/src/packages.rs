@@ -1,6 +1,6 @@
 //! Package databases: which packages a rootfs has installed, read from the package manager's
-//! own files (nothing is executed). Used by the frontend for `build.json` (it reads the files
-//! from the built OS layer through the gateway) and by `nodestamp verify` (from a rootfs).
+//! own files (nothing is executed). Used by `nodestamp provenance-packages` (packages.json of
+//! the provenance, run on the OS layer) and `nodestamp verify`'s package checks.
 
 use serde_json::{Value, json};
 
@@ -21,21 +21,16 @@ pub struct PackageDb {
     pub installed: Option<Vec<Package>>,
 }
 
+/// Reads the installed packages out of a database file's text.
+pub type Parser = fn(&str) -> Vec<Package>;
+
 /// Where each readable database lives, relative to the rootfs, with its parser.
-pub const READABLE: &[(&str, &str, fn(&str) -> Vec<Package>)] = &[
+pub const READABLE: &[(&str, &str, Parser)] = &[
     ("dpkg", "var/lib/dpkg/status", parse_dpkg_status),
     ("apk", "lib/apk/db/installed", parse_apk_installed),
 ];
 
-/// Files whose presence marks an RPM system (its database is not read).
-pub const RPM_MARKERS: &[&str] = &[
-    "usr/lib/sysimage/rpm/rpmdb.sqlite",
-    "usr/lib/sysimage/rpm/Packages",
-    "var/lib/rpm/rpmdb.sqlite",
-    "var/lib/rpm/Packages",
-];
-
-/// Directories whose presence marks an RPM system, for callers that can list directories.
+/// Directories whose presence marks an RPM system (its sqlite database is not read).
 pub const RPM_DIRS: &[&str] = &["usr/lib/sysimage/rpm", "var/lib/rpm"];
 
 impl PackageDb {
@@ -43,14 +38,6 @@ impl PackageDb {
     pub fn none() -> Self {
         PackageDb {
             manager: "none".into(),
-            installed: None,
-        }
-    }
-
-    /// An RPM system: the manager is known, the list is not read.
-    pub fn rpm() -> Self {
-        PackageDb {
-            manager: "rpm".into(),
             installed: None,
         }
     }
@@ -163,7 +150,7 @@ mod tests {
         assert_eq!(v["manager"], "dpkg");
         assert_eq!(v["installed"][1]["name"], "jq");
         assert_eq!(v["installed"][1]["architecture"], "amd64");
-        assert_eq!(PackageDb::rpm().to_json()["installed"], Value::Null);
+        assert_eq!(PackageDb::none().to_json()["installed"], Value::Null);
         assert!(PackageDb::parse("rpm", "").is_none());
     }
 }

@@ -199,7 +199,7 @@ fn disk_targets_convert_the_node_rootfs() {
     assert_eq!(op.inputs[rootfs.input as usize].digest, node.to_string());
     let out = exec.mounts.iter().find(|m| m.dest == "/out").unwrap();
     assert_eq!(
-        (out.input, out.output as i64),
+        (out.input, out.output),
         (-1, index),
         "the result is the scratch /out mount"
     );
