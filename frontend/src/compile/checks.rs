@@ -9,7 +9,7 @@
 //! Files, packages, services and kernel arguments are read from the filesystem by the tools
 //! image; the node image only ever runs the spec's own commands.
 
-use llb_graph::{ChownOpt, Exec, FileActions, ImageOpts, Mount, NetMode, State};
+use llb_graph::{ChownOpt, Exec, FileActions, Mount, NetMode, State};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -112,14 +112,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State) -> State {
         .output(RESULTS)
         .unwrap_or_else(State::scratch)
     });
-    let tools = State::image_with(
-        &ctx.opts.tools_image,
-        ImageOpts {
-            resolve_mode: ctx.opts.image_resolve_mode,
-            platform: Some(ctx.opts.platform.clone()),
-        },
-        ctx.meta("[test] tools image".into(), None),
-    );
+    let tools = ctx.tools_image("test");
     let mut args: Vec<String> = [
         "nodestamp",
         "verify",

@@ -2,7 +2,7 @@
 //! with the node's root filesystem mounted read-only and writes `<name>.<format>` into an empty
 //! output directory, which becomes the result (`-o type=local,dest=out`).
 
-use llb_graph::{Exec, ImageOpts, Mount, NetMode, State};
+use llb_graph::{Exec, Mount, NetMode, State};
 
 use super::Ctx;
 use crate::spec::{Format, Spec};
@@ -31,14 +31,7 @@ pub fn convert_args(spec: &Spec, formats: &[Format]) -> Vec<String> {
 }
 
 pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, formats: &[Format]) -> State {
-    let tools = State::image_with(
-        &ctx.opts.tools_image,
-        ImageOpts {
-            resolve_mode: ctx.opts.image_resolve_mode,
-            platform: Some(ctx.opts.platform.clone()),
-        },
-        ctx.meta("[disk] tools image".into(), None),
-    );
+    let tools = ctx.tools_image("disk");
     let mut exec = Exec::new(convert_args(spec, formats))
         .network(NetMode::None)
         .mount(Mount::readonly(node, ROOTFS))

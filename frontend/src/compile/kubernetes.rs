@@ -4,7 +4,7 @@
 //! `storage.links`) one more when the engine cannot make links with file actions — so editing a
 //! configuration file re-runs nothing but that file's step.
 
-use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
+use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, Mount, NetMode, State};
 
 use super::Ctx;
 use super::os::{
@@ -259,21 +259,10 @@ fn links_layer(ctx: &Ctx, links: &[Ln], meta: llb_graph::Meta) -> State {
         .mount(Mount::scratch("/layer"))
         .network(NetMode::None)
         .readonly_root();
-    tools_image(ctx)
+    ctx.tools_image("kubernetes")
         .run(exec, meta)
         .output("/layer")
         .unwrap_or_else(State::scratch)
-}
-
-fn tools_image(ctx: &Ctx) -> State {
-    State::image_with(
-        &ctx.opts.tools_image,
-        ImageOpts {
-            resolve_mode: ctx.opts.image_resolve_mode,
-            platform: Some(ctx.opts.platform.clone()),
-        },
-        ctx.meta("[kubernetes] tools image".into(), None),
-    )
 }
 
 /// A layer finished by the tools image: `links` made, and with `SOURCE_DATE_EPOCH` every entry
@@ -288,7 +277,7 @@ fn tools_layer(
     modes: &[(String, u32)],
     meta: llb_graph::Meta,
 ) -> State {
-    let tools = tools_image(ctx);
+    let tools = ctx.tools_image("kubernetes");
     let epoch = ctx.opts.source_date_epoch;
     let script = links_script(links, "/layer", epoch) + &chmod_script(modes, "/layer");
     let exec = match epoch {

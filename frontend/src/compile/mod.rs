@@ -214,6 +214,18 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Metadata for a step: `[layer i/n] what`, located at `span` in the spec.
+    /// The tools image (nodestamp's own steps run in it), named `[<layer>] tools image`.
+    pub(crate) fn tools_image(&self, layer: &str) -> State {
+        State::image_with(
+            &self.opts.tools_image,
+            llb_graph::ImageOpts {
+                resolve_mode: self.opts.image_resolve_mode,
+                platform: Some(self.opts.platform.clone()),
+            },
+            self.meta(format!("[{layer}] tools image"), None),
+        )
+    }
+
     pub(crate) fn meta(&self, name: String, span: Option<Span>) -> Meta {
         let mut m = Meta::named(name);
         if let Some(s) = span {

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, ImageOpts, Mount, NetMode, State};
+use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, Mount, NetMode, State};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -136,17 +136,6 @@ pub fn assemble(mut build: Value, packages: Option<Value>, components: Option<Va
     build
 }
 
-fn tools_image(ctx: &Ctx) -> State {
-    State::image_with(
-        &ctx.opts.tools_image,
-        ImageOpts {
-            resolve_mode: ctx.opts.image_resolve_mode,
-            platform: Some(ctx.opts.platform.clone()),
-        },
-        ctx.meta("[provenance] tools image".into(), None),
-    )
-}
-
 /// `packages.json`: the tools image reads the package database of the OS layer, mounted
 /// read-only (nothing runs in it).
 fn packages_layer(ctx: &Ctx, os: &State) -> State {
@@ -170,7 +159,7 @@ fn packages_layer(ctx: &Ctx, os: &State) -> State {
     if let Some(epoch) = ctx.opts.source_date_epoch {
         exec = exec.env("SOURCE_DATE_EPOCH", epoch.to_string());
     }
-    tools_image(ctx)
+    ctx.tools_image("provenance")
         .run(
             exec,
             ctx.meta(
@@ -225,7 +214,7 @@ fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
         ));
     }
     let names: Vec<&str> = locals.iter().map(|(n, _, _)| *n).collect();
-    tools_image(ctx)
+    ctx.tools_image("provenance")
         .run(
             exec,
             ctx.meta(

@@ -33,11 +33,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, kubernetes: &State) -> State {
         resolve_mode: ctx.opts.image_resolve_mode,
         platform: Some(ctx.opts.platform.clone()),
     };
-    let tools = State::image_with(
-        &ctx.opts.tools_image,
-        image_opts(()),
-        ctx.meta("[sysext] tools image".into(), None),
-    );
+    let tools = ctx.tools_image("sysext");
     let base = State::image_with(
         &spec.os.from.value,
         image_opts(()),
