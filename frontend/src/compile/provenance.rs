@@ -355,22 +355,24 @@ mod tests {
         assert_eq!(assemble(build.clone(), None, None), build);
     }
 
-    /// The ops of `state` and the digests of the inputs of the exec whose args contain `arg`.
-    fn exec_inputs(state: &State, arg: &str) -> Vec<String> {
+    /// The exec of `state`'s graph whose args contain `arg`: its last arg (the script of a
+    /// shell step) and the digests of its inputs.
+    fn exec_with(state: &State, arg: &str) -> (String, Vec<String>) {
         let ops = llb_graph::decode_ops(&state.marshal().unwrap())
             .unwrap()
             .ops;
-        let (_, op) = ops
-            .iter()
-            .find(|(_, op)| match &op.op {
-                Some(llb_graph::pb::op::Op::Exec(e)) => e
-                    .meta
-                    .as_ref()
-                    .is_some_and(|m| m.args.iter().any(|a| a.contains(arg))),
-                _ => false,
+        ops.values()
+            .find_map(|op| match &op.op {
+                Some(llb_graph::pb::op::Op::Exec(e)) => {
+                    let args = &e.meta.as_ref()?.args;
+                    args.iter().any(|a| a.contains(arg)).then(|| {
+                        let inputs = op.inputs.iter().map(|i| i.digest.clone()).collect();
+                        (args.last().cloned().unwrap_or_default(), inputs)
+                    })
+                }
+                _ => None,
             })
-            .unwrap_or_else(|| panic!("no exec with {arg:?}"));
-        op.inputs.iter().map(|i| i.digest.clone()).collect()
+            .unwrap_or_else(|| panic!("no exec with {arg:?}"))
     }
 
     #[test]
@@ -382,30 +384,16 @@ mod tests {
         };
         let c = super::super::compile(&s, &src, &opts);
         let d = |st: &State| st.digest().unwrap().unwrap().to_string();
-        let packages = exec_inputs(&c.node, "provenance-packages");
+        let (_, packages) = exec_with(&c.node, "provenance-packages");
         assert!(packages.contains(&d(&c.os)), "{packages:?}");
         assert_eq!(
             packages.len(),
             2,
             "tools image and the OS layer: {packages:?}"
         );
-        let sums = exec_inputs(&c.node, "sha256sum");
+        let (script, sums) = exec_with(&c.node, "sha256sum");
         assert_eq!(sums.len(), 2, "tools image and kubectl's source: {sums:?}");
         assert!(!sums.contains(&d(&c.os)) && !sums.contains(&d(&c.kubernetes)));
-        let script = {
-            let ops = llb_graph::decode_ops(&c.node.marshal().unwrap())
-                .unwrap()
-                .ops;
-            ops.values()
-                .find_map(|op| match &op.op {
-                    Some(llb_graph::pb::op::Op::Exec(e)) => e
-                        .meta
-                        .as_ref()
-                        .and_then(|m| m.args.iter().find(|a| a.contains("sha256sum")).cloned()),
-                    _ => None,
-                })
-                .unwrap()
-        };
         assert!(script.contains("/in/0/components/kubectl"), "{script}");
         assert!(
             !script.contains("kubelet"),
@@ -422,16 +410,7 @@ mod tests {
             source: llb_graph::SourceMap::new("node.yaml", src.clone(), "YAML"),
         };
         let layer = components_layer(&ctx, &s).unwrap();
-        let ops = llb_graph::decode_ops(&layer.marshal().unwrap())
-            .unwrap()
-            .ops;
-        let script = ops
-            .values()
-            .find_map(|op| match &op.op {
-                Some(llb_graph::pb::op::Op::Exec(e)) => e.meta.as_ref()?.args.last().cloned(),
-                _ => None,
-            })
-            .unwrap();
+        let (script, _) = exec_with(&layer, "sha256sum");
         // Run it with /in and /out moved under a temporary directory.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
