@@ -20,11 +20,16 @@ use crate::tar::{self, Capture, EntryKind};
 
 /// Where nodestamp writes the provenance in a rootfs.
 pub const BUILD_JSON: &str = "usr/lib/nodestamp/build.json";
-/// The OS layer's packages and the local components' sha256, beside it (optional).
-const BESIDE: [&str; 2] = [
+/// The build provenance files in a rootfs: `build.json`, and beside it (optional) the OS
+/// layer's `packages.json` and the local components' `components.json`, assembled into one
+/// document.
+pub const PROVENANCE_FILES: [&str; 3] = [
+    BUILD_JSON,
     "usr/lib/nodestamp/packages.json",
     "usr/lib/nodestamp/components.json",
 ];
+/// The optional ones.
+const BESIDE: [&str; 2] = [PROVENANCE_FILES[1], PROVENANCE_FILES[2]];
 
 /// The assembled document from `build.json` and the files beside it (absent ones are `None`).
 fn assemble(build: &[u8], beside: [Option<Vec<u8>>; 2], from: &Path) -> Result<Value> {
@@ -295,7 +300,7 @@ fn image_tar(path: &Path, work: &Path) -> Result<Inspected> {
         .unwrap_or_default();
     // From the top: the topmost copy of each file is the image's. The provenance layers are
     // the top ones, so this stops early once build.json and packages.json are found.
-    let wanted = [BUILD_JSON, BESIDE[0], BESIDE[1]];
+    let wanted = PROVENANCE_FILES;
     let mut found: [Option<Vec<u8>>; 3] = [None, None, None];
     for layer in layers.iter().rev() {
         let mut got = files_in_layer(&blobs.join(flat(layer)), &wanted)?;
@@ -413,5 +418,18 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nodestamp_frontend::compile::provenance as p;
+
+    #[test]
+    fn the_paths_read_are_the_ones_the_frontend_writes() {
+        let written = [p::BUILD_JSON, p::PACKAGES_JSON, p::COMPONENTS_JSON];
+        for (read, written) in super::PROVENANCE_FILES.iter().zip(written) {
+            assert_eq!(format!("/{read}"), written);
+        }
     }
 }

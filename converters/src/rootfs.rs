@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use crate::ConvertOptions;
 use crate::error::ConvertError;
-use crate::inspect::BUILD_JSON;
+use crate::inspect::{BUILD_JSON, PROVENANCE_FILES};
 use crate::plan::{self, BootFiles, DiskPlan, SYSTEMD_BOOT};
 use crate::progress::Progress;
 use crate::tar::{self as tarstream, Capture, Entry, EntryKind, Totals};
@@ -115,14 +115,6 @@ pub(crate) struct Built {
     pub populate: &'static str,
     pub provenance: Provenance,
 }
-
-/// The build provenance files in a rootfs: `build.json`, and beside it (optional)
-/// `packages.json` and `components.json`, which `nodestamp inspect` assembles into one document.
-pub const PROVENANCE_FILES: [&str; 3] = [
-    BUILD_JSON,
-    "usr/lib/nodestamp/packages.json",
-    "usr/lib/nodestamp/components.json",
-];
 
 /// The rootfs's build provenance ([`PROVENANCE_FILES`]) as seen in a tar input, so that it
 /// need not be read back from the finished disk.
