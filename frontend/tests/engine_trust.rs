@@ -1,6 +1,6 @@
 //! Engine tests of issue 4 against the real BuildKit (`cargo test -- --ignored`; hack/test runs
 //! them): engine-side failures show the spec lines of the failing step, a `local` symlink out of
-//! the build context fails at its line, the Kubernetes layer is byte-identical across builds with
+//! the build context fails at its line (one to another context file is followed), the Kubernetes layer is byte-identical across builds with
 //! `SOURCE_DATE_EPOCH` even with the cache pruned in between, secrets and build-time files leave
 //! no trace in the image, and proxies reach `run` steps without entering the cache key.
 //!
@@ -126,6 +126,43 @@ fn a_local_symlink_out_of_the_context_fails_at_its_line() {
         assert!(log.contains("not found"), "{log}");
         shows_line(&log, "symlink.yaml", line, &format!("local: {link}"));
     }
+}
+
+/// The way release directories are often laid out (`kubelet -> kubelet-v1.32.3`): a `local`
+/// that is a symbolic link to another file of the context is read through the link, as a
+/// component and as a file's contents, and lands as a regular file.
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn a_local_symlink_to_another_context_file_is_followed() {
+    let dir = tempdir("symlink-inside");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("releases")).unwrap();
+    std::fs::create_dir_all(ctx.join("bin")).unwrap();
+    std::fs::write(ctx.join("releases/tool-1.2.3"), "#!/bin/sh\necho 1.2.3\n").unwrap();
+    std::os::unix::fs::symlink("../releases/tool-1.2.3", ctx.join("bin/tool")).unwrap();
+    std::fs::write(ctx.join("tool.conf.v2"), "level = 2\n").unwrap();
+    std::os::unix::fs::symlink("tool.conf.v2", ctx.join("tool.conf")).unwrap();
+    let body = "version: 1\nos:\n  from: debian:bookworm\nkubernetes:\n  components:\n    - { name: tool, local: bin/tool, dest: /usr/local/bin/tool, mode: 0755 }\n  storage:\n    files:\n      - { path: /etc/tool.conf, contents: { local: tool.conf } }\n";
+    let spec = PathBuf::from(common::write_spec(&dir, "symlink-inside.yaml", body));
+    let out = dir.join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    let (ok, log) = build(&spec, "kubernetes", None, &["-o", &dest], &ctx);
+    assert!(ok, "{log}");
+    for (path, want) in [
+        ("usr/local/bin/tool", "#!/bin/sh\necho 1.2.3\n"),
+        ("etc/tool.conf", "level = 2\n"),
+    ] {
+        let meta = std::fs::symlink_metadata(out.join(path)).unwrap();
+        assert!(meta.is_file(), "{path} is not a regular file: {meta:?}");
+        assert_eq!(std::fs::read_to_string(out.join(path)).unwrap(), want);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("usr/local/bin/tool"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- SOURCE_DATE_EPOCH -------------------------------------------------------------------------

@@ -28,8 +28,11 @@ pub struct LocalOpts {
     pub session_id: Option<String>,
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
+    /// Paths whose symbolic links the client resolves and sends the targets of too
+    /// (`local.followpaths`), so that a link to another file of the directory can be read.
+    pub follow_paths: Vec<String>,
     pub shared_key_hint: Option<String>,
-    /// Extra attributes (`local.differ`, `local.followpaths`, …) passed through as given.
+    /// Extra attributes (`local.differ`, …) passed through as given.
     pub extra: BTreeMap<String, String>,
 }
 
@@ -118,6 +121,9 @@ impl State {
                 "local.excludepatterns".into(),
                 json_list(&opts.exclude_patterns),
             );
+        }
+        if !opts.follow_paths.is_empty() {
+            attrs.insert("local.followpaths".into(), json_list(&opts.follow_paths));
         }
         if let Some(h) = opts.shared_key_hint {
             attrs.insert("local.sharedkeyhint".into(), h);

@@ -62,6 +62,8 @@ fn sample(spec_text: &str) -> State {
         "context",
         LocalOpts {
             include_patterns: vec!["components/kubectl".into()],
+            follow_paths: vec!["components/kubectl".into()],
+            shared_key_hint: Some("context:components/kubectl".into()),
             ..Default::default()
         },
         Meta::default(),
@@ -167,6 +169,28 @@ fn fields_decode_back() {
         format!("sha256:{}", "a".repeat(64))
     );
     assert_eq!(http.attrs["http.perm"], "0755");
+
+    let local = all
+        .iter()
+        .find_map(|o| match &o.op {
+            Some(K::Source(s)) if s.identifier.starts_with("local://") => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(local.identifier, "local://context");
+    assert_eq!(
+        local.attrs["local.includepattern"],
+        r#"["components/kubectl"]"#
+    );
+    assert_eq!(
+        local.attrs["local.followpaths"],
+        r#"["components/kubectl"]"#
+    );
+    assert_eq!(
+        local.attrs["local.sharedkeyhint"],
+        "context:components/kubectl"
+    );
+    assert!(!local.attrs.contains_key("local.excludepatterns"));
 
     let (exec_op, exec) = all
         .iter()

@@ -229,11 +229,14 @@ pub(crate) fn storage_actions(
     (fa, leftover)
 }
 
-/// One file or directory of the build context.
+/// One file or directory of the build context. When it is a symbolic link, the client sends
+/// its target too (inside the context: a link out of it is still not found), so the copy that
+/// follows the link finds it.
 pub(crate) fn local(ctx: &Ctx, rel: &str, span: Span) -> State {
     let opts = LocalOpts {
         session_id: ctx.opts.session_id.clone(),
         include_patterns: vec![rel.to_string()],
+        follow_paths: vec![rel.to_string()],
         shared_key_hint: Some(format!("{}:{rel}", ctx.opts.context_name)),
         ..Default::default()
     };
