@@ -169,24 +169,64 @@ fn a_local_symlink_to_another_context_file_is_followed() {
 
 #[test]
 #[ignore = "needs the docker engine; run by hack/test"]
-fn the_kubernetes_layer_is_reproducible_across_a_cache_prune() {
+fn the_kubernetes_layer_and_the_node_are_reproducible_across_a_cache_prune() {
     let dir = tempdir("reproducible");
     let spec = trust_spec(&dir, "reproducible.yaml");
     let ctx = components_context();
-    let (a, b) = (unique_tag("repro-a"), unique_tag("repro-b"));
-    let _images = Images(vec![a.clone(), b.clone()]);
+    // target → (tag before the prune, tag after it)
+    let targets: Vec<(&str, String, String)> = ["kubernetes", "node"]
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                unique_tag(&format!("repro-{t}-a")),
+                unique_tag(&format!("repro-{t}-b")),
+            )
+        })
+        .collect();
+    let _images = Images(
+        targets
+            .iter()
+            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
+            .collect(),
+    );
     let args = ["--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
-    let (ok, log) = build(&spec, "kubernetes", Some(&a), &args, &ctx);
-    assert!(ok, "{log}");
-    assert!(log.contains("links: "), "the links step should run:\n{log}");
+    for (target, a, _) in &targets {
+        let (ok, log) = build(&spec, target, Some(a), &args, &ctx);
+        assert!(ok, "{log}");
+        assert!(log.contains("links: "), "the links step should run:\n{log}");
+    }
     let out = docker(&["buildx", "prune", "-af"]);
     assert!(out.status.success(), "{}", text(&out));
-    let (ok, log) = build(&spec, "kubernetes", Some(&b), &args, &ctx);
-    assert!(ok, "{log}");
-    // Nothing came from the cache: every step ran again.
-    let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
-    assert_eq!(cached, 0, "the pruned build re-used steps:\n{log}");
-    assert_eq!(layers(&a), layers(&b), "layer digests differ after a prune");
+    for (target, a, b) in &targets {
+        let (ok, log) = build(&spec, target, Some(b), &args, &ctx);
+        assert!(ok, "{log}");
+        // Nothing came from the cache: every step ran again (the node build re-uses what the
+        // Kubernetes build just made, so only the first build after the prune is checked).
+        if *target == "kubernetes" {
+            let cached = log.lines().filter(|l| l.ends_with(" CACHED")).count();
+            assert_eq!(cached, 0, "the pruned build re-used steps:\n{log}");
+        } else {
+            for step in [
+                "installed packages",
+                "sha256 of local components",
+                "build facts",
+            ] {
+                assert!(log.contains(step), "no provenance step {step:?}:\n{log}");
+            }
+        }
+        assert_eq!(
+            layers(a),
+            layers(b),
+            "{target}: layer digests differ after a prune"
+        );
+    }
+    // The node is the base image, the Kubernetes layers and the three provenance layers.
+    let (kubernetes, node) = (layers(&targets[0].1), layers(&targets[1].1));
+    assert!(
+        node.len() >= kubernetes.len() + 4,
+        "kubernetes {kubernetes:?}\nnode {node:?}"
+    );
 }
 
 // ---- secrets and build-time files ----------------------------------------------------------------
