@@ -343,12 +343,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let script = commands_script(s.tests.as_ref().unwrap(), dir.to_str().unwrap());
-        let st = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        crate::compile::script::run_ok(&script);
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(read("0.out"), "it's ok\n");
         assert_eq!(read("0.rc"), "0\n");

@@ -737,16 +737,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let root = dir.to_str().unwrap();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(links_script(&links, root, Some(1_700_000_000)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::compile::script::run_ok(&links_script(&links, root, Some(1_700_000_000)));
         for p in [
             "etc",
             "etc/systemd/system/multi-user.target.wants",

@@ -419,16 +419,7 @@ mod tests {
         let script = script
             .replace("/in/", &format!("{root}/in/"))
             .replace("/out", &format!("{root}/out"));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::compile::script::run_ok(&script);
         let text = std::fs::read_to_string(format!("{root}/out{COMPONENTS_JSON}")).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

@@ -17,6 +17,23 @@ pub(crate) fn words<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items.into_iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
+/// Test helper: runs `script` under `sh -c` and fails the test, showing its stderr, when it
+/// exits non-zero.
+#[cfg(test)]
+pub(crate) fn run_ok(script: &str) -> std::process::Output {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
