@@ -139,17 +139,21 @@ fn inputs_come_first_and_every_reference_resolves() {
     );
 }
 
+/// The first source op whose identifier starts with `prefix`, with its op.
+fn source<'a>(all: &'a [pb::Op], prefix: &str) -> (&'a pb::Op, &'a pb::SourceOp) {
+    all.iter()
+        .find_map(|o| match &o.op {
+            Some(K::Source(s)) if s.identifier.starts_with(prefix) => Some((o, s)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no source {prefix}…"))
+}
+
 #[test]
 fn fields_decode_back() {
     let def = sample("x").marshal().unwrap();
     let all = ops(&def);
-    let image = all
-        .iter()
-        .find_map(|o| match &o.op {
-            Some(K::Source(s)) if s.identifier.starts_with("docker-image") => Some((o, s)),
-            _ => None,
-        })
-        .unwrap();
+    let image = source(&all, "docker-image");
     assert_eq!(
         image.1.identifier,
         "docker-image://docker.io/library/debian:bookworm"
@@ -157,26 +161,14 @@ fn fields_decode_back() {
     assert_eq!(image.1.attrs["image.resolvemode"], "local");
     assert_eq!(image.0.platform.as_ref().unwrap().architecture, "amd64");
 
-    let http = all
-        .iter()
-        .find_map(|o| match &o.op {
-            Some(K::Source(s)) if s.identifier.starts_with("https") => Some(s),
-            _ => None,
-        })
-        .unwrap();
+    let (_, http) = source(&all, "https");
     assert_eq!(
         http.attrs["http.checksum"],
         format!("sha256:{}", "a".repeat(64))
     );
     assert_eq!(http.attrs["http.perm"], "0755");
 
-    let local = all
-        .iter()
-        .find_map(|o| match &o.op {
-            Some(K::Source(s)) if s.identifier.starts_with("local://") => Some(s),
-            _ => None,
-        })
-        .unwrap();
+    let (_, local) = source(&all, "local://");
     assert_eq!(local.identifier, "local://context");
     assert_eq!(
         local.attrs["local.includepattern"],
