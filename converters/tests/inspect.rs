@@ -28,6 +28,13 @@ fn nodestamp(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `nodestamp inspect <path>` (JSON), which must succeed.
+fn inspect_json(path: &Path) -> Value {
+    let (code, stdout, err) = nodestamp(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}: {err}", path.display());
+    serde_json::from_str(&stdout).unwrap()
+}
+
 fn build_json() -> Value {
     json!({
         "schema": "nodestamp.build/v1",
@@ -94,9 +101,7 @@ fn inspect_reads_provenance_back_from_every_disk_format_and_the_json_beside_it()
     assert_eq!(beside, build_json());
 
     for file in ["fixture.raw", "fixture.qcow2", "fixture.vhd"] {
-        let (code, stdout, err) = nodestamp(&["inspect", out.join(file).to_str().unwrap()]);
-        assert_eq!(code, 0, "{file}: {err}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let v = inspect_json(&out.join(file));
         assert_eq!(v["build"], build_json(), "{file}");
         assert!(v["kind"].as_str().unwrap().starts_with("disk/"), "{v}");
     }
@@ -116,12 +121,7 @@ fn inspect_reads_provenance_back_from_every_disk_format_and_the_json_beside_it()
     ] {
         assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
     }
-    let (code, stdout, _) = nodestamp(&["inspect", root.to_str().unwrap()]);
-    assert_eq!(code, 0);
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout).unwrap()["kind"],
-        "rootfs"
-    );
+    assert_eq!(inspect_json(&root)["kind"], "rootfs");
 }
 
 /// `nodestamp convert` of a tar of `root` to qcow2, with `qemu-img` wrapped so that its calls
@@ -218,19 +218,8 @@ fn a_tar_input_gets_its_json_from_the_tar() {
         "read back from the disk: {calls}"
     );
     // The same document from the directory, and read back from the disk.
-    let (code, stdout, err) = nodestamp(&["inspect", root.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout).unwrap()["build"],
-        doc
-    );
-    let disk = d.join("out/n.qcow2");
-    let (code, stdout, err) = nodestamp(&["inspect", disk.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&stdout).unwrap()["build"],
-        doc
-    );
+    assert_eq!(inspect_json(&root)["build"], doc);
+    assert_eq!(inspect_json(&d.join("out/n.qcow2"))["build"], doc);
 }
 
 #[test]
