@@ -201,7 +201,7 @@ pub fn run(args: ConvertArgs) -> ExitCode {
     match run_inner(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nodestamp_converters::error::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

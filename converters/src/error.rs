@@ -82,3 +82,42 @@ impl ConvertError {
         move |source| ConvertError::Io { what, source }
     }
 }
+
+/// An error and its causes on one line, `outer: inner: …`, each said once. Our error messages
+/// already name their cause (`rootfs tar: <the tar error>`) and also return it as `source()`,
+/// so the plain `{:#}` chain would print it twice; a cause whose text is already in the line is
+/// left out.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_says_each_cause_once() {
+        let e = anyhow::Error::from(ConvertError::from(TarError::Truncated {
+            offset: 8,
+            during: "where a header was expected",
+        }))
+        .context("converting in.tar");
+        assert_eq!(
+            chain(e.as_ref()),
+            "converting in.tar: rootfs tar: tar archive is truncated: stream ended at byte offset 8 where a header was expected (was the build or the download interrupted?)"
+        );
+        // A cause the message does not name is still shown.
+        let e = anyhow::Error::from(std::io::Error::other("disk full")).context("writing out.raw");
+        assert_eq!(chain(e.as_ref()), "writing out.raw: disk full");
+    }
+}

@@ -133,7 +133,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nodestamp_converters::error::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }
@@ -216,7 +216,7 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
     let found = match inspect::inspect(&args.path, &work.0) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nodestamp_converters::error::chain(e.as_ref()));
             return Ok(ExitCode::from(1));
         }
     };
@@ -256,7 +256,7 @@ fn sysext(args: &SysextArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", nodestamp_converters::error::chain(e.as_ref()));
             Ok(ExitCode::from(1))
         }
     }
