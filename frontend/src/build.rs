@@ -7,15 +7,19 @@ use std::collections::BTreeMap;
 use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
 
 use crate::compile::provenance::BuildInfo;
-use crate::compile::{CompileOptions, Target, compile_target};
+use crate::compile::{CompileOptions, NoCache, Target, compile_target};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::gateway::{Caps, FrontendEnv, FrontendError, ImageResolveMode, SourceRange};
+use crate::gateway::{
+    CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption, SourceRange,
+};
 use crate::image::{ImageConfigInput, base_env, image_config, rfc3339};
 use crate::spec::{self, Spec};
 
-/// What a build hands back: the graph and the exporter metadata (`containerimage.config`).
+/// What a build hands back: the graph, the cache sources to solve it with and the exporter
+/// metadata (`containerimage.config`).
 pub struct BuildResult {
     pub definition: pb::Definition,
+    pub cache_imports: Vec<CacheImport>,
     pub metadata: BTreeMap<String, Vec<u8>>,
 }
 
@@ -134,6 +138,12 @@ pub fn finish(
     base: Option<(&str, &[u8])>,
 ) -> Result<BuildResult, FrontendError> {
     let sde = req.source_date_epoch()?;
+    let cache_imports = env.cache_imports().map_err(FrontendError::from)?;
+    let no_cache = match env.no_cache() {
+        NoCacheOption::Absent => NoCache::None,
+        NoCacheOption::All => NoCache::All,
+        NoCacheOption::Names(names) => NoCache::groups(&names).map_err(FrontendError::new)?,
+    };
     let base_env = match base {
         Some((_, cfg)) => base_env(cfg)
             .map_err(|e| FrontendError::new(format!("{}: {e}", req.spec.os.from.value)))?,
@@ -166,6 +176,7 @@ pub fn finish(
             .iter()
             .filter_map(|k| req.build_args.get(*k).map(|v| (k.to_string(), v.clone())))
             .collect(),
+        no_cache,
         provenance: req.target.has_provenance().then(|| BuildInfo {
             base_digest: base.map(|(d, _)| d.to_string()),
             build_args: req.build_args.clone(),
@@ -194,6 +205,7 @@ pub fn finish(
     .map_err(|e| FrontendError::new(e.to_string()))?;
     Ok(BuildResult {
         definition,
+        cache_imports,
         metadata: BTreeMap::from([("containerimage.config".to_string(), config)]),
     })
 }

@@ -39,7 +39,7 @@ async fn run() -> ExitCode {
     };
     let outcome = match build_flow(&bridge, &env).await {
         Ok(result) => match bridge
-            .return_result(result.definition, result.metadata)
+            .return_result(result.definition, &result.cache_imports, result.metadata)
             .await
         {
             // Solving the result failed (e.g. an invalid definition): report it as the error.

@@ -341,6 +341,8 @@ pub(crate) fn encode(node: &Arc<Node>) -> Result<&Encoded, MarshalError> {
 
 struct Walk {
     seen: HashSet<Digest>,
+    /// Ops marked to run again without the cache, by digest.
+    uncached: HashSet<Digest>,
     def: pb::Definition,
     sources: Vec<Arc<SourceMap>>,
 }
@@ -357,10 +359,22 @@ impl Walk {
         self.seen.insert(enc.digest.clone());
         self.def.def.push(enc.bytes.clone());
         let meta = &node.meta;
+        // A step that runs again hands a new result to the steps using it: they run again
+        // too (older BuildKit would otherwise match their cached results by the unchanged
+        // cache keys). Sources are named by what they fetch and are never marked.
+        let mut ignore_cache = meta.ignore_cache;
+        for input in &enc.inputs {
+            ignore_cache |= self.uncached.contains(&encode(&input.node)?.digest);
+        }
+        let ignore_cache = ignore_cache && !matches!(node.kind, OpKind::Source(_));
         let mut md = pb::OpMetadata {
-            ignore_cache: meta.ignore_cache,
+            ignore_cache,
             ..Default::default()
         };
+        if ignore_cache {
+            self.uncached.insert(enc.digest.clone());
+            md.caps.insert("meta.ignorecache".into(), true);
+        }
         if let Some(name) = &meta.name {
             md.description.insert("llb.customname".into(), name.clone());
         }
@@ -418,6 +432,7 @@ impl State {
     pub fn marshal(&self) -> Result<pb::Definition, MarshalError> {
         let mut walk = Walk {
             seen: HashSet::new(),
+            uncached: HashSet::new(),
             def: pb::Definition::default(),
             sources: Vec::new(),
         };

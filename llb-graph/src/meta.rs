@@ -33,6 +33,9 @@ pub struct SourceRange {
 pub struct Meta {
     pub name: Option<String>,
     pub locations: Vec<(Arc<SourceMap>, SourceRange)>,
+    /// Run the op again instead of taking its result from the cache (`--no-cache`). Marshal
+    /// marks every op using its result too, and never a source (images, local files and
+    /// downloads are named by what they fetch).
     pub ignore_cache: bool,
     pub progress_group: Option<(String, String)>,
 }

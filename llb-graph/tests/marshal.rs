@@ -398,3 +398,57 @@ fn json_view_is_keyed_by_digest() {
     assert_eq!(exec["name"], "[os 2/3] install packages");
     assert_eq!(exec["location"][0], "node.yaml:3:3");
 }
+
+#[test]
+fn ignore_cache_spreads_to_the_ops_using_the_result_and_skips_sources() {
+    let named = |n: &str| Meta::named(n);
+    let uncached = |n: &str| Meta {
+        ignore_cache: true,
+        ..Meta::named(n)
+    };
+    let img = State::image_with("debian:bookworm", ImageOpts::default(), uncached("image"));
+    let os = img
+        .run(Exec::shell("apt-get install"), uncached("os"))
+        .root();
+    let k8s = State::scratch().file(
+        FileActions::new().mkdir("/etc", 0o755, true, ChownOpt::default()),
+        named("kubernetes"),
+    );
+    let merged = State::merge(&[os, k8s], named("merge"));
+    let top = merged.run(Exec::shell("true"), named("on top")).root();
+    let def = top.marshal().unwrap();
+    let by_name: std::collections::BTreeMap<String, &pb::OpMetadata> = def
+        .metadata
+        .values()
+        .filter_map(|md| Some((md.description.get("llb.customname")?.clone(), md)))
+        .collect();
+    let ignored = |n: &str| by_name[n].ignore_cache;
+    assert!(!ignored("image"), "sources are never marked");
+    assert!(ignored("os"));
+    assert!(
+        !ignored("kubernetes"),
+        "an op not using the result keeps its cache"
+    );
+    assert!(
+        ignored("merge") && ignored("on top"),
+        "users of the result run again"
+    );
+    assert_eq!(by_name["os"].caps.get("meta.ignorecache"), Some(&true));
+    assert!(!by_name["kubernetes"].caps.contains_key("meta.ignorecache"));
+    // The ops themselves are unchanged: the cache keys of a later build are the same.
+    let plain = {
+        let img = State::image_with("debian:bookworm", ImageOpts::default(), named("image"));
+        let os = img.run(Exec::shell("apt-get install"), named("os")).root();
+        let k8s = State::scratch().file(
+            FileActions::new().mkdir("/etc", 0o755, true, ChownOpt::default()),
+            named("kubernetes"),
+        );
+        let merged = State::merge(&[os, k8s], named("merge"));
+        merged
+            .run(Exec::shell("true"), named("on top"))
+            .root()
+            .marshal()
+            .unwrap()
+    };
+    assert_eq!(plain.def, def.def);
+}

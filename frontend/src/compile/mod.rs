@@ -20,7 +20,7 @@ mod script;
 pub mod sysext;
 mod units;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use llb_graph::{Meta, Platform, ResolveMode, SourceMap, SourceRange, State};
@@ -132,6 +132,9 @@ pub struct CompileOptions {
     pub base_env: Vec<(String, String)>,
     /// Proxy settings for package installs and downloads (`HTTP_PROXY`, …).
     pub proxy: BTreeMap<String, String>,
+    /// Steps to run again instead of taking them from the cache (`--no-cache`,
+    /// `--no-cache-filter`).
+    pub no_cache: NoCache,
     /// Record build provenance (`/usr/lib/nodestamp/build.json`, a layer on top of the node).
     /// `None` leaves it out (golden tests of the layer graph).
     pub provenance: Option<provenance::BuildInfo>,
@@ -149,6 +152,7 @@ impl Default for CompileOptions {
             source_date_epoch: None,
             base_env: Vec::new(),
             proxy: BTreeMap::new(),
+            no_cache: NoCache::None,
             provenance: None,
         }
     }
@@ -203,6 +207,89 @@ pub fn compile_target(spec: &Spec, source: &[u8], opts: &CompileOptions, target:
     }
 }
 
+/// The step groups: the word in brackets that starts every step's progress name
+/// (`[os 2/5] install packages: …`), and what each holds. `--no-cache-filter` takes these.
+pub const STEP_GROUPS: &[(&str, &str)] = &[
+    (
+        "os",
+        "the OS layer: packages, users, files, units, run steps",
+    ),
+    (
+        "kubernetes",
+        "the Kubernetes layer: components, configuration, units",
+    ),
+    ("node", "joining the two layers, and the finalize step"),
+    (
+        "provenance",
+        "the provenance layers under /usr/lib/nodestamp",
+    ),
+    ("disk", "the disk conversion of the disk targets"),
+    ("sysext", "the system extension of --target sysext"),
+    ("test", "the checks of --target test"),
+];
+
+/// Which steps run again instead of coming from the cache. A step's users run again too
+/// (see [`llb_graph::Meta::ignore_cache`]), so `--no-cache-filter os` also re-runs the node's
+/// merge and provenance but not one Kubernetes step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NoCache {
+    /// Use the cache (the default).
+    #[default]
+    None,
+    /// `--no-cache`: every step.
+    All,
+    /// `--no-cache-filter`: the steps of these groups (names from [`STEP_GROUPS`]).
+    Groups(BTreeSet<&'static str>),
+}
+
+impl NoCache {
+    /// The groups named by `--no-cache-filter`, matched without regard to case (as the
+    /// Dockerfile frontend matches stage names). An unknown name is an error listing the
+    /// groups, where the Dockerfile frontend would silently re-use the cache.
+    pub fn groups<S: AsRef<str>>(names: &[S]) -> Result<NoCache, String> {
+        let mut set = BTreeSet::new();
+        let mut unknown = Vec::new();
+        for n in names {
+            let n = n.as_ref().trim();
+            match STEP_GROUPS.iter().find(|(g, _)| g.eq_ignore_ascii_case(n)) {
+                Some((g, _)) => {
+                    set.insert(*g);
+                }
+                None => unknown.push(format!("{n:?}")),
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(NoCache::Groups(set));
+        }
+        let accepted: Vec<String> = STEP_GROUPS
+            .iter()
+            .map(|(g, what)| format!("{g} ({what})"))
+            .collect();
+        Err(format!(
+            "--no-cache-filter: unknown step group{} {}; the groups are the first word in              brackets of the progress output: {}",
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown.join(", "),
+            accepted.join(", ")
+        ))
+    }
+
+    /// Whether the step with progress name `name` runs again.
+    pub fn covers(&self, name: &str) -> bool {
+        match self {
+            NoCache::None => false,
+            NoCache::All => true,
+            NoCache::Groups(set) => step_group(name).is_some_and(|g| set.contains(g)),
+        }
+    }
+}
+
+/// The group of a progress name: `os` for `[os 2/5] …` and `[os] from …`.
+pub fn step_group(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('[')?;
+    let end = rest.find([' ', ']'])?;
+    Some(&rest[..end])
+}
+
 /// `PATH` when the base image's config does not say.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -228,6 +315,7 @@ impl Ctx<'_> {
 
     pub(crate) fn meta(&self, name: String, span: Option<Span>) -> Meta {
         let mut m = Meta::named(name);
+        m.ignore_cache = self.opts.no_cache.covers(m.name.as_deref().unwrap_or(""));
         if let Some(s) = span {
             m = m.at(&self.source, range(s));
         }
@@ -276,5 +364,82 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
         os,
         kubernetes: k8s.state,
         node,
+    }
+}
+
+#[cfg(test)]
+mod no_cache_tests {
+    use super::*;
+
+    #[test]
+    fn step_groups_come_from_the_progress_names() {
+        assert_eq!(step_group("[os 2/5] install packages: less"), Some("os"));
+        assert_eq!(step_group("[os] from debian:bookworm"), Some("os"));
+        assert_eq!(
+            step_group("[kubernetes 1/4] fetch kubelet"),
+            Some("kubernetes")
+        );
+        assert_eq!(step_group("context: components/kubectl"), None);
+        assert_eq!(step_group("[unterminated"), None);
+    }
+
+    #[test]
+    fn filter_names_are_matched_without_case_and_unknown_ones_listed() {
+        let nc = NoCache::groups(&["OS", " kubernetes "]).unwrap();
+        assert!(nc.covers("[os 1/2] install packages: less"));
+        assert!(nc.covers("[kubernetes 3/3] links"));
+        assert!(!nc.covers("[node] merge os and kubernetes"));
+        assert!(!nc.covers("context: x"));
+        assert!(NoCache::All.covers("context: x"));
+        assert!(!NoCache::None.covers("[os 1/2] x"));
+
+        let err = NoCache::groups(&["os", "packages", "k8s"]).unwrap_err();
+        assert!(
+            err.starts_with(r#"--no-cache-filter: unknown step groups "packages", "k8s";"#),
+            "{err}"
+        );
+        for (g, _) in STEP_GROUPS {
+            assert!(err.contains(&format!("{g} (")), "{g} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn every_step_name_of_a_full_spec_has_a_known_group() {
+        for file in ["examples/node.yaml", "inspect/pass.yaml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../testdata")
+                .join(file);
+            let spec_text = std::fs::read(&path).unwrap();
+            let spec = crate::spec::load(file, &spec_text, &BTreeMap::new())
+                .unwrap()
+                .spec;
+            let opts = CompileOptions {
+                provenance: Some(provenance::BuildInfo::default()),
+                ..CompileOptions::default()
+            };
+            let mut targets = vec![Target::Node, Target::Disk(vec![Format::Qcow2])];
+            if spec.kubernetes.is_some() {
+                targets.push(Target::Sysext);
+            }
+            if spec.tests.is_some() {
+                targets.push(Target::Test);
+            }
+            for t in &targets {
+                let def = compile_target(&spec, &spec_text, &opts, t)
+                    .marshal()
+                    .unwrap();
+                for md in def.metadata.values() {
+                    let Some(name) = md.description.get("llb.customname") else {
+                        continue;
+                    };
+                    if let Some(g) = step_group(name) {
+                        assert!(
+                            STEP_GROUPS.iter().any(|(k, _)| *k == g),
+                            "{file}: step {name:?} has group {g:?}, unknown to --no-cache-filter"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

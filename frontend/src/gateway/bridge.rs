@@ -10,7 +10,9 @@ use tonic::transport::Channel;
 
 use gw::llb_bridge_client::LlbBridgeClient;
 
-use super::{Caps, FrontendEnv, FrontendError, GatewayError, ImageResolveMode, transport};
+use super::{
+    CacheImport, Caps, FrontendEnv, FrontendError, GatewayError, ImageResolveMode, transport,
+};
 
 /// Gateway API cap: `Inputs` lists definitions passed to the frontend by the client or by a
 /// forwarding frontend.
@@ -98,12 +100,18 @@ impl Bridge {
     /// Solves `def` lazily and returns the id of the resulting reference (the engine builds
     /// it when it is first read or exported).
     pub async fn solve(&self, def: pb::Definition) -> Result<String, GatewayError> {
-        let req = gw::SolveRequest {
-            definition: Some(def),
-            allow_result_return: true,
-            allow_result_array_ref: true,
-            ..gw::SolveRequest::default()
-        };
+        self.solve_with_cache(def, &[]).await
+    }
+
+    /// Like [`solve`](Self::solve), with the client's cache sources (`--cache-from`): the
+    /// engine looks up the ops of `def` in them too. As in the Dockerfile frontend, they go
+    /// with the solve of the build's graph, not with the one that reads the spec.
+    pub async fn solve_with_cache(
+        &self,
+        def: pb::Definition,
+        cache_imports: &[CacheImport],
+    ) -> Result<String, GatewayError> {
+        let req = solve_request(def, cache_imports);
         let resp = self
             .client
             .clone()
@@ -193,14 +201,16 @@ impl Bridge {
         Ok((resp.digest, resp.config))
     }
 
-    /// Ends the run with a result: solves `def` (BuildKit's `Return` only accepts ids of refs
-    /// it handed out) and returns it with `metadata` (e.g. `containerimage.config`).
+    /// Ends the run with a result: solves `def` with the client's cache sources (BuildKit's
+    /// `Return` only accepts ids of refs it handed out, and applies no cache import of its own)
+    /// and returns it with `metadata` (e.g. `containerimage.config`).
     pub async fn return_result(
         &self,
         def: pb::Definition,
+        cache_imports: &[CacheImport],
         metadata: BTreeMap<String, Vec<u8>>,
     ) -> Result<(), GatewayError> {
-        let id = self.solve(def).await?;
+        let id = self.solve_with_cache(def, cache_imports).await?;
         let result = gw::Result {
             result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
             metadata,
@@ -229,6 +239,17 @@ impl Bridge {
             .await
             .map_err(|s| GatewayError::rpc("cannot return the result to BuildKit", s))?;
         Ok(())
+    }
+}
+
+/// A lazy solve of `def` answered with a typed result, consulting `cache_imports`.
+fn solve_request(def: pb::Definition, cache_imports: &[CacheImport]) -> gw::SolveRequest {
+    gw::SolveRequest {
+        definition: Some(def),
+        allow_result_return: true,
+        allow_result_array_ref: true,
+        cache_imports: cache_imports.iter().map(CacheImport::to_pb).collect(),
+        ..gw::SolveRequest::default()
     }
 }
 
@@ -339,6 +360,24 @@ mod tests {
             "[internal] load build definition from my.yaml"
         );
         assert!(def.metadata.contains_key(&digest(&def.def[1])));
+    }
+
+    #[test]
+    fn cache_imports_travel_as_solve_request_field_12() {
+        let import = CacheImport {
+            r#type: "local".into(),
+            attrs: BTreeMap::from([("src".to_owned(), "/c".to_owned())]),
+        };
+        let bytes = solve_request(pb::Definition::default(), &[import]).encode_to_vec();
+        // Field 12, length-delimited: tag (12 << 3) | 2 = 0x62. Inside it, Type is field 1
+        // (0x0a) and each Attrs entry field 2 (0x12), as in BuildKit's CacheOptionsEntry.
+        let at = bytes.iter().position(|b| *b == 0x62).expect("no field 12");
+        let entry = &bytes[at + 2..at + 2 + bytes[at + 1] as usize];
+        assert_eq!(&entry[..7], b"\x0a\x05local");
+        assert_eq!(entry[7], 0x12);
+        // And nothing is sent without imports.
+        let plain = solve_request(pb::Definition::default(), &[]).encode_to_vec();
+        assert!(!plain.contains(&0x62), "{plain:?}");
     }
 
     #[test]

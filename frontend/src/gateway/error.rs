@@ -44,6 +44,13 @@ pub enum GatewayError {
         value: String,
         expected: &'static str,
     },
+    #[error("invalid {key} option {value:?}: {detail}; expected {expected}")]
+    InvalidJsonOption {
+        key: &'static str,
+        value: String,
+        detail: String,
+        expected: &'static str,
+    },
     #[error(transparent)]
     MissingCap(#[from] MissingCapError),
 }

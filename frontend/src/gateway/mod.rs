@@ -6,16 +6,18 @@
 //! A frontend run is always the same conversation:
 //!
 //! ```text
-//! Ping → (Inputs) → Solve(local://dockerfile) → ReadFile(node.yaml) → … → Solve(result) → Return
+//! Ping → (Inputs) → Solve(local://dockerfile) → ReadFile(node.yaml) → … → Solve(result, cache imports) → Return
 //! ```
 
 mod bridge;
+mod cache;
 mod caps;
 mod env;
 mod error;
 mod transport;
 
 pub use bridge::{Bridge, Pong, single_op_definition};
+pub use cache::{CacheImport, NoCacheOption, OPT_CACHE_FROM, OPT_CACHE_IMPORTS, OPT_NO_CACHE};
 pub use caps::{Caps, MissingCapError};
 pub use env::{
     DEFAULT_CONTEXT_LOCAL_NAME, DEFAULT_DOCKERFILE_LOCAL_NAME, DEFAULT_SPEC_FILENAME, FrontendEnv,
