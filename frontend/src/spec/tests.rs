@@ -1513,7 +1513,24 @@ fn tabs_bom_utf8_empty() {
         d.help.as_deref(),
         Some("YAML does not allow tabs for indentation; indent with spaces")
     );
-    assert_eq!(at(&d).0, 3);
+    assert_eq!(at(&d), (3, 1));
+    // The scanner stops at the scalar before the tab (3:9); the diagnostic points at the tab.
+    for (src, pos) in [
+        ("version: 1\nos:\n  from: debian\n\tpackages: [x]\n", (4, 1)),
+        (
+            "version: 1\nos:\n  from: debian\n\n  # c\n  \tpackages: [x]\n",
+            (6, 3),
+        ),
+    ] {
+        let d = error(src);
+        assert_eq!(at(&d), pos, "{src:?}: {d:?}");
+        let span = d.span.unwrap();
+        assert_eq!(&src[span.start.offset..span.end.offset], "\t");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("YAML does not allow tabs for indentation; indent with spaces")
+        );
+    }
     // A tab inside a value is fine.
     assert_eq!(
         ok("version: 1\nos: { from: x, run: [\"a\tb\"] }\n")

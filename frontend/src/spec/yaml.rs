@@ -158,6 +158,37 @@ pub(crate) fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Di
     })
 }
 
+/// The first tab in the indentation of line `from` (1-based) or of the next line holding more
+/// than blanks and a comment, as a one-character span.
+fn indentation_tab(text: &str, from: u32) -> Option<Span> {
+    let mut offset = 0;
+    for (i, line) in text.split('\n').enumerate() {
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        if number >= from {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            let rest = line[indent..].trim_end_matches('\r');
+            if let Some(at) = line[..indent].find('\t') {
+                let start = Pos {
+                    line: number,
+                    col: u32::try_from(at + 1).unwrap_or(u32::MAX),
+                    offset: offset + at,
+                };
+                let end = Pos {
+                    col: start.col + 1,
+                    offset: start.offset + 1,
+                    ..start
+                };
+                return Some(Span { start, end });
+            }
+            if number > from && !rest.is_empty() && !rest.starts_with('#') {
+                return None;
+            }
+        }
+        offset += line.len() + 1;
+    }
+    None
+}
+
 enum Frame {
     Seq {
         start: Span,
@@ -197,16 +228,17 @@ pub(crate) fn parse(
             Err(e) => {
                 let mut pos = offsets.pos(e.marker());
                 pos.col = pos.col.max(1);
-                let mut d = Diagnostic::error(
-                    file,
-                    "",
-                    Some(Span::at(pos)),
-                    format!("invalid YAML: {}", e.info()),
-                );
-                let line = text.split('\n').nth(pos.line.saturating_sub(1) as usize);
-                if e.info().contains("tab")
-                    || line.is_some_and(|l| l.trim_start_matches(' ').starts_with('\t'))
-                {
+                let mut span = Span::at(pos);
+                // The scanner reports an indentation tab where it stopped: at the scalar before
+                // it, or just past it. Point at the tab itself.
+                let about_tab = |t: &Span| e.info().contains("tab") || t.start.line == pos.line;
+                let tab = indentation_tab(text, pos.line).filter(about_tab);
+                if let Some(t) = tab {
+                    span = t;
+                }
+                let mut d =
+                    Diagnostic::error(file, "", Some(span), format!("invalid YAML: {}", e.info()));
+                if e.info().contains("tab") || tab.is_some() {
                     d = d.with_help("YAML does not allow tabs for indentation; indent with spaces");
                 }
                 return Err(d);
