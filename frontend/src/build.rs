@@ -85,19 +85,7 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
     let build_args = env.build_args();
     let loaded = spec::load(filename, source, &build_args)
         .map_err(|d| diagnostics_error(filename, source, &d))?;
-    let target =
-        Target::parse(env.target().unwrap_or(""), &loaded.spec).map_err(FrontendError::new)?;
-    if matches!(target, Target::Kubernetes | Target::Sysext) && loaded.spec.kubernetes.is_none() {
-        return Err(FrontendError::new(format!(
-            "target \"{}\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os",
-            target.kind()
-        )));
-    }
-    if target == Target::Test && loaded.spec.tests.as_ref().is_none_or(|t| t.is_empty()) {
-        return Err(FrontendError::new(format!(
-            "target \"test\" runs the checks in the spec's tests: section, and {filename} has none"
-        )));
-    }
+    let target = target_for(env.target().unwrap_or(""), &loaded.spec, filename)?;
     Ok(Request {
         spec: loaded.spec,
         target,
@@ -106,6 +94,23 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
         source: source.to_vec(),
         build_args,
     })
+}
+
+/// The target named `name` (empty for the default), when `spec` can build it.
+pub fn target_for(name: &str, spec: &Spec, filename: &str) -> Result<Target, FrontendError> {
+    let target = Target::parse(name, spec).map_err(FrontendError::new)?;
+    if matches!(target, Target::Kubernetes | Target::Sysext) && spec.kubernetes.is_none() {
+        return Err(FrontendError::new(format!(
+            "target \"{}\" needs a kubernetes section in {filename}; accepted targets for this spec: node, os",
+            target.kind()
+        )));
+    }
+    if target == Target::Test && spec.tests.as_ref().is_none_or(|t| t.is_empty()) {
+        return Err(FrontendError::new(format!(
+            "target \"test\" runs the checks in the spec's tests: section, and {filename} has none"
+        )));
+    }
+    Ok(target)
 }
 
 impl Request {

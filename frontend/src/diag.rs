@@ -89,6 +89,56 @@ pub struct Diagnostic {
     pub path: String,
     pub span: Option<Span>,
     pub help: Option<String>,
+    /// For warnings: the rule that found it (see [`RULES`]), as `--call check` names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
+}
+
+/// A kind of warning: its name (as in BuildKit's lint rules, `--call check` prints it) and
+/// what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// Every warning rule of the spec.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "DecimalMode",
+        description: "A mode without a leading 0 is decimal, not octal",
+    },
+    Rule {
+        name: "DuplicatePackage",
+        description: "An OS package is listed more than once",
+    },
+    Rule {
+        name: "DuplicateDiskFormat",
+        description: "A disk format is listed more than once",
+    },
+    Rule {
+        name: "UnitWithoutEffect",
+        description: "A systemd unit entry that changes nothing",
+    },
+    Rule {
+        name: "UndefinedUnit",
+        description: "An enabled systemd unit that nothing in the spec defines",
+    },
+    Rule {
+        name: "PasswordNotHashed",
+        description: "A password_hash that is not a crypt(3) hash",
+    },
+    Rule {
+        name: "NoContainerRuntime",
+        description: "A kubelet without a container runtime",
+    },
+];
+
+impl Rule {
+    /// The rule named `name`.
+    pub fn named(name: &str) -> Option<&'static Rule> {
+        RULES.iter().find(|r| r.name == name)
+    }
 }
 
 impl Diagnostic {
@@ -100,6 +150,7 @@ impl Diagnostic {
             path: path.to_owned(),
             span,
             help: None,
+            rule: None,
         }
     }
 
@@ -108,6 +159,13 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, path, span, message)
         }
+    }
+
+    /// Names the rule of a warning; `rule` must be one of [`RULES`].
+    pub fn with_rule(mut self, rule: &'static str) -> Self {
+        debug_assert!(Rule::named(rule).is_some(), "unknown rule {rule}");
+        self.rule = Some(rule);
+        self
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {

@@ -6,4 +6,5 @@ pub mod gateway;
 pub mod image;
 pub mod packages;
 pub mod spec;
+pub mod subrequests;
 pub mod time;

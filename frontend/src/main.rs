@@ -1,12 +1,14 @@
 //! `nodestamp-frontend`: the BuildKit gateway frontend. BuildKit runs it (via `# syntax=`) with
 //! the gRPC connection on stdin/stdout; all logic lives in the library. Diagnostics for
 //! operators go to stderr, which BuildKit forwards to the engine's log; everything the user
-//! should see travels back through `Return`.
+//! should see travels back through `Return` (results, errors, `--call` answers) and `Warn`
+//! (spec warnings).
 
 use std::process::ExitCode;
 
 use nodestamp_frontend::build::{self, BuildResult};
 use nodestamp_frontend::gateway::{Bridge, FrontendEnv, FrontendError, GatewayError, SourceRange};
+use nodestamp_frontend::subrequests;
 
 /// LLB capabilities every nodestamp build needs.
 const REQUIRED_LLB_CAPS: &[&str] = &["mergeop"];
@@ -37,6 +39,16 @@ async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(id) = env.opt(subrequests::REQUEST_ID).filter(|id| !id.is_empty()) {
+        let outcome = match answer(&bridge, &env, id).await {
+            Ok(metadata) => bridge
+                .return_metadata(metadata)
+                .await
+                .map_err(FrontendError::from),
+            Err(e) => Err(e),
+        };
+        return finish(&bridge, outcome).await;
+    }
     let outcome = match build_flow(&bridge, &env).await {
         Ok(result) => match bridge
             .return_result(result.definition, &result.cache_imports, result.metadata)
@@ -48,6 +60,11 @@ async fn run() -> ExitCode {
         },
         Err(e) => Err(e),
     };
+    finish(&bridge, outcome).await
+}
+
+/// Reports a failed run to BuildKit.
+async fn finish(bridge: &Bridge, outcome: Result<(), FrontendError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -59,16 +76,37 @@ async fn run() -> ExitCode {
     }
 }
 
+/// Answers a `--call` question (BuildKit subrequest) about the spec.
+async fn answer(
+    bridge: &Bridge,
+    env: &FrontendEnv,
+    id: &str,
+) -> Result<subrequests::Metadata, FrontendError> {
+    let request = subrequests::Request::parse(id)?;
+    if request == subrequests::Request::Describe {
+        return Ok(subrequests::describe());
+    }
+    let pong = bridge.ping().await?;
+    let spec = bridge.read_spec(env, &pong.caps).await?;
+    let (file, data, args) = (spec.filename.as_str(), &spec.data, env.build_args());
+    let target = env.target().unwrap_or("");
+    match request {
+        subrequests::Request::Describe => Ok(subrequests::describe()),
+        subrequests::Request::Targets => subrequests::targets(file, data, &args),
+        subrequests::Request::Outline => subrequests::outline(file, data, &args, target),
+        subrequests::Request::Lint => Ok(subrequests::lint(file, data, &args, target)),
+    }
+}
+
 /// Ping, check caps, read the spec, resolve the base image, compile.
 async fn build_flow(bridge: &Bridge, env: &FrontendEnv) -> Result<BuildResult, FrontendError> {
     let pong = bridge.ping().await?;
     pong.caps.require_caps(REQUIRED_LLB_CAPS)?;
     let platform = pong.target_platform(env)?;
-    let (filename, spec) = bridge.read_spec(env, &pong.caps).await?;
-    let request = build::parse(env, &filename, &spec)?;
-    for w in &request.warnings {
-        eprintln!("nodestamp-frontend: warning: {}", w.one_line());
-    }
+    let spec_file = bridge.read_spec(env, &pong.caps).await?;
+    let (filename, spec) = (&spec_file.filename, &spec_file.data);
+    let request = build::parse(env, filename, spec)?;
+    subrequests::show_warnings(bridge, &pong.caps, &spec_file, &request.warnings).await;
     let base = match request.base_image() {
         Some(image) => {
             let mode = env.image_resolve_mode()?;

@@ -51,6 +51,17 @@ impl Pong {
     }
 }
 
+/// The spec as read by [`Bridge::read_spec`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecFile {
+    /// The file name, for diagnostics.
+    pub filename: String,
+    pub data: Vec<u8>,
+    /// The digest of the vertex that loaded it (`[internal] load build definition from …`):
+    /// warnings about the spec are shown with it.
+    pub vertex: String,
+}
+
 /// A connection to BuildKit's `LLBBridge`. Cheap to clone; calls may run concurrently.
 #[derive(Clone, Debug)]
 pub struct Bridge {
@@ -149,19 +160,19 @@ impl Bridge {
 
     /// Reads the spec the way the Dockerfile frontend reads its Dockerfile: from a `dockerfile`
     /// frontend input when one was passed (unless `dockerfilekey` is set), otherwise from the
-    /// client's `dockerfile` local source, transferring only the spec file. Returns the file
-    /// name (for diagnostics) and its bytes.
+    /// client's `dockerfile` local source, transferring only the spec file.
     pub async fn read_spec(
         &self,
         env: &FrontendEnv,
         caps: &Caps,
-    ) -> Result<(String, Vec<u8>), GatewayError> {
+    ) -> Result<SpecFile, GatewayError> {
         let filename = env.filename().to_owned();
         let mut def = None;
         if !env.force_local_spec() && caps.has_frontend(CAP_FRONTEND_INPUTS) {
             def = self.inputs().await?.remove(env.dockerfile_local_name());
         }
         let def = def.unwrap_or_else(|| local_spec_definition(env));
+        let vertex = head_vertex(&def).unwrap_or_default();
         let ref_id = self.solve(def).await.map_err(|e| match e {
             GatewayError::Rpc {
                 message, status, ..
@@ -173,7 +184,11 @@ impl Bridge {
             other => other,
         })?;
         let data = self.read_file(&ref_id, &filename).await?;
-        Ok((filename, data))
+        Ok(SpecFile {
+            filename,
+            data,
+            vertex,
+        })
     }
 
     /// Resolves an image reference to its manifest digest and OCI config JSON without pulling
@@ -220,6 +235,32 @@ impl Bridge {
             error: None,
         })
         .await
+    }
+
+    /// Ends the run with a result that is only metadata (a subrequest's answer, such as
+    /// `result.json` for `--call targets`).
+    pub async fn return_metadata(
+        &self,
+        metadata: BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), GatewayError> {
+        self.send_return(gw::ReturnRequest {
+            result: Some(gw::Result {
+                result: None,
+                metadata,
+            }),
+            error: None,
+        })
+        .await
+    }
+
+    /// Shows a warning in the build output (engines with the `gateway.warnings` cap).
+    pub async fn warn(&self, req: gw::WarnRequest) -> Result<(), GatewayError> {
+        self.client
+            .clone()
+            .warn(req)
+            .await
+            .map_err(|s| GatewayError::rpc("cannot send a warning to BuildKit", s))?;
+        Ok(())
     }
 
     /// Ends the run with an error; with a spec location, `docker buildx build` prints the
@@ -317,6 +358,12 @@ pub fn single_op_definition(op: pb::Op, md: pb::OpMetadata) -> pb::Definition {
     }
 }
 
+/// The vertex a definition's result comes from: the input of its last (selecting) op.
+fn head_vertex(def: &pb::Definition) -> Option<String> {
+    let last = pb::Op::decode(def.def.last()?.as_slice()).ok()?;
+    last.inputs.into_iter().next().map(|i| i.digest)
+}
+
 fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -360,6 +407,9 @@ mod tests {
             "[internal] load build definition from my.yaml"
         );
         assert!(def.metadata.contains_key(&digest(&def.def[1])));
+        // Warnings about the spec go to the source op's vertex.
+        assert_eq!(head_vertex(&def), Some(src_digest));
+        assert_eq!(head_vertex(&pb::Definition::default()), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod env;
 mod error;
 mod transport;
 
-pub use bridge::{Bridge, Pong, single_op_definition};
+pub use bridge::{Bridge, Pong, SpecFile, single_op_definition};
 pub use cache::{CacheImport, NoCacheOption, OPT_CACHE_FROM, OPT_CACHE_IMPORTS, OPT_NO_CACHE};
 pub use caps::{Caps, MissingCapError};
 pub use env::{

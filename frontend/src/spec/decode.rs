@@ -11,7 +11,8 @@ use super::yaml::{self, Kind, Node, Scalar, key_text};
 use super::{
     Bootloader, Component, ComponentSource, Contents, Diagnostic, Diagnostics, Directory, Disk,
     Dropin, File, Filesystem, Firmware, Format, Group, Kubernetes, Link, Loaded, Os, Owner, Passwd,
-    Pos, Run, Secret, SecretTarget, Span, Spanned, Spec, Storage, Systemd, Unit, User,
+    Pos, Run, Secret, SecretTarget, Span, Spanned, Spec, Storage, Survey, Systemd, Unit, User,
+    VarUse,
 };
 
 mod node_tests;
@@ -21,6 +22,23 @@ pub(super) fn load(
     bytes: &[u8],
     vars: &BTreeMap<String, String>,
 ) -> Result<Loaded, Diagnostics> {
+    let survey = survey(file, bytes, vars)?;
+    if survey.diagnostics.has_errors() {
+        Err(survey.diagnostics)
+    } else {
+        Ok(Loaded {
+            spec: survey.spec,
+            warnings: survey.diagnostics.0,
+        })
+    }
+}
+
+/// Decodes as far as the YAML allows: fails only when the text is not a YAML document.
+pub(super) fn survey(
+    file: &str,
+    bytes: &[u8],
+    vars: &BTreeMap<String, String>,
+) -> Result<Survey, Diagnostics> {
     let text = yaml::decode_utf8(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
     let mut diags = Vec::new();
     let root = match yaml::parse(file, text, &mut diags) {
@@ -35,21 +53,18 @@ pub(super) fn load(
         src: text,
         vars,
         diags,
+        uses: Vec::new(),
         paths: Vec::new(),
         symlinks: Vec::new(),
         units: Vec::new(),
     };
     let spec = cx.spec(root.as_ref());
     cx.cross_checks(&spec);
-    let diags = sorted(cx.diags);
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(Loaded {
-            spec,
-            warnings: diags.0,
-        })
-    }
+    Ok(Survey {
+        spec,
+        uses: cx.uses,
+        diagnostics: sorted(cx.diags),
+    })
 }
 
 fn sorted(mut diags: Vec<Diagnostic>) -> Diagnostics {
@@ -149,6 +164,8 @@ struct Cx<'a> {
     src: &'a str,
     vars: &'a BTreeMap<String, String>,
     diags: Vec<Diagnostic>,
+    /// Every `${NAME}` met, in the order met.
+    uses: Vec<VarUse>,
     paths: Vec<PathEntry>,
     symlinks: Vec<SymlinkEntry>,
     units: Vec<UnitEntry>,
@@ -223,8 +240,8 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
-    fn warn(&mut self, path: &str, span: Span, p: Problem) {
-        let mut d = Diagnostic::warning(self.file, path, Some(span), p.message);
+    fn warn(&mut self, rule: &'static str, path: &str, span: Span, p: Problem) {
+        let mut d = Diagnostic::warning(self.file, path, Some(span), p.message).with_rule(rule);
         d.help = p.help;
         self.diags.push(d);
     }
@@ -289,6 +306,15 @@ impl Cx<'_> {
     /// A scalar's text with `${VAR}` substituted.
     fn text(&mut self, node: &Node, path: &str, expected: &str) -> Option<Spanned<String>> {
         let s = self.scalar(node, path, expected)?;
+        for r in vars::references(&s.text) {
+            let span = self.sub_span(node, s, r.range);
+            self.uses.push(VarUse {
+                name: r.name.to_owned(),
+                default: r.default.map(str::to_owned),
+                path: path.to_owned(),
+                span,
+            });
+        }
         match vars::substitute(&s.text, self.vars) {
             Ok(v) => Some(Spanned::new(v, node.span)),
             Err(errors) => {
@@ -486,7 +512,7 @@ impl Cx<'_> {
         match check::mode(&t.value) {
             Ok((v, warning)) => {
                 if let Some(w) = warning {
-                    self.warn(&path, t.span, w);
+                    self.warn("DecimalMode", &path, t.span, w);
                 }
                 Some(v)
             }
@@ -641,12 +667,15 @@ impl Cx<'_> {
         let mut seen = HashSet::new();
         for (i, p) in os.packages.iter().enumerate() {
             if !seen.insert(p.value.as_str()) {
-                self.diags.push(Diagnostic::warning(
-                    self.file,
-                    &index(&f.path("packages"), i),
-                    Some(p.span),
-                    format!("package `{}` is listed more than once", p.value),
-                ));
+                self.diags.push(
+                    Diagnostic::warning(
+                        self.file,
+                        &index(&f.path("packages"), i),
+                        Some(p.span),
+                        format!("package `{}` is listed more than once", p.value),
+                    )
+                    .with_rule("DuplicatePackage"),
+                );
             }
         }
         os.kernel_arguments = self.strings(
@@ -1097,6 +1126,7 @@ impl Cx<'_> {
                 && unit.dropins.is_empty()
             {
                 self.warn(
+                    "UnitWithoutEffect",
                     path,
                     name.span,
                     Problem::new(format!(
@@ -1167,6 +1197,7 @@ impl Cx<'_> {
                 let looks_hashed = h.value.starts_with('$') || h.value == "!" || h.value == "*";
                 if !looks_hashed {
                     self.warn(
+                        "PasswordNotHashed",
                         &uf.path("password_hash"),
                         h.span,
                         Problem::new("`password_hash` does not look like a crypt(3) hash such as $y$… or $6$…")
@@ -1414,6 +1445,7 @@ impl Cx<'_> {
             if let Some(fmt) = self.choice(n, &ipath, "disk format", Format::ALL) {
                 if disk.formats.contains(&fmt) {
                     self.warn(
+                        "DuplicateDiskFormat",
                         &ipath,
                         n.span,
                         Problem::new(format!("format `{fmt}` is listed more than once")),
@@ -1481,6 +1513,7 @@ impl Cx<'_> {
         }
         for (key_path, span, name) in found {
             self.warn(
+                "UndefinedUnit",
                 &join(&key_path, "name"),
                 span,
                 Problem::new(format!(
@@ -1660,7 +1693,8 @@ impl Cx<'_> {
                 Some(kubelet.span),
                 "a kubelet component is defined but no container runtime (containerd or cri-o) is, as a component or an OS package",
             )
-            .with_help("add a `containerd` component or package, or ignore this if the base image ships one");
+            .with_help("add a `containerd` component or package, or ignore this if the base image ships one")
+            .with_rule("NoContainerRuntime");
             self.diags.push(d);
         }
     }

@@ -302,6 +302,42 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// One `${NAME}` in the spec (see `--call outline`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VarUse {
+    pub name: String,
+    /// The text after `:-`, when given.
+    pub default: Option<String>,
+    /// The key path of the value that holds it.
+    pub path: String,
+    /// The `${…}` itself when the value is written on one line without escapes, otherwise the
+    /// whole value.
+    pub span: Span,
+}
+
+/// What a spec holds as far as it decodes, errors or not.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// Every part that decoded; a part with errors has its default.
+    pub spec: Spec,
+    /// Every `${NAME}` in the values the spec reads, in file order.
+    pub uses: Vec<VarUse>,
+    /// Every error and warning, sorted by position.
+    pub diagnostics: Diagnostics,
+}
+
+/// Decodes `bytes` as far as possible, for questions about a spec that need no valid build
+/// (its targets and build args): fails only when the text is not one YAML document.
+pub fn survey(
+    file_name: &str,
+    bytes: &[u8],
+    vars: &BTreeMap<String, String>,
+) -> Result<Survey, Diagnostics> {
+    let mut s = decode::survey(file_name, bytes, vars)?;
+    s.uses.sort_by_key(|u| u.span.start.offset);
+    Ok(s)
+}
+
 /// Loads a spec from `bytes`. `file_name` is used in diagnostics; `vars` are the build args
 /// that `${VAR}` references resolve against.
 ///

@@ -18,6 +18,86 @@ pub(crate) struct VarError {
     pub help: Option<String>,
 }
 
+/// One `${NAME}` or `${NAME:-default}` in a scalar; `range` is in bytes of the scalar's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference<'t> {
+    pub name: &'t str,
+    pub default: Option<&'t str>,
+    pub range: Range<usize>,
+}
+
+/// A piece of a scalar's text, as substitution sees it.
+enum Piece<'t> {
+    /// Copied as is.
+    Text(&'t str),
+    /// A well-formed reference.
+    Var(Reference<'t>),
+    /// `${…}` whose name is not a valid name; `inner` is the text between the braces.
+    Invalid { inner: &'t str, range: Range<usize> },
+    /// `${` without a closing `}`, from `start` to the end of the text.
+    Unterminated { start: usize },
+}
+
+/// Splits `text` into pieces: `$$` becomes the text `$`, a `$` not followed by `{` or `$`
+/// stays text.
+fn pieces(text: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    let mut at = 0; // byte offset of `rest` in `text`
+    while let Some(i) = rest.find('$') {
+        out.push(Piece::Text(&rest[..i]));
+        let tail = &rest[i..];
+        let start = at + i;
+        if tail.starts_with("$$") || !tail.starts_with("${") {
+            out.push(Piece::Text("$"));
+            let skip = if tail.starts_with("$$") { 2 } else { 1 };
+            rest = &tail[skip..];
+            at = start + skip;
+            continue;
+        }
+        let Some(close) = tail.find('}') else {
+            out.push(Piece::Unterminated { start });
+            return out;
+        };
+        let inner = &tail[2..close];
+        let range = start..start + close + 1;
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        out.push(if valid_name(name) {
+            Piece::Var(Reference {
+                name,
+                default,
+                range: range.clone(),
+            })
+        } else {
+            Piece::Invalid {
+                inner,
+                range: range.clone(),
+            }
+        });
+        rest = &tail[close + 1..];
+        at = range.end;
+    }
+    out.push(Piece::Text(rest));
+    out
+}
+
+/// Every well-formed `${…}` reference in `text`, in order.
+pub(crate) fn references(text: &str) -> Vec<Reference<'_>> {
+    if !text.contains("${") {
+        return Vec::new();
+    }
+    pieces(text)
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Var(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn substitute(
     text: &str,
     vars: &BTreeMap<String, String>,
@@ -27,65 +107,39 @@ pub(crate) fn substitute(
     }
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
-    let mut rest = text;
-    let mut at = 0; // byte offset of `rest` in `text`
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let start = at + i;
-        if let Some(after) = tail.strip_prefix("$$") {
-            out.push('$');
-            rest = after;
-            at = start + 2;
-            continue;
-        }
-        if !tail.starts_with("${") {
-            out.push('$');
-            rest = &tail[1..];
-            at = start + 1;
-            continue;
-        }
-        let Some(close) = tail.find('}') else {
-            errors.push(VarError {
-                range: start..text.len(),
-                message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
-                help: Some("write `$$` for a literal `$`".into()),
-            });
-            break;
-        };
-        let inner = &tail[2..close];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        let range = start..start + close + 1;
-        if !valid_name(name) {
-            errors.push(VarError {
-                range: range.clone(),
+    for piece in pieces(text) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(r) => match (vars.get(r.name), r.default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    let name = r.name;
+                    errors.push(VarError {
+                        range: r.range,
+                        message: format!("undefined variable `{name}`"),
+                        help: Some(format!(
+                            "pass `--build-arg {name}=<value>`, give a default with `${{{name}:-<default>}}`, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                        )),
+                    })
+                }
+            },
+            Piece::Invalid { inner, range } => errors.push(VarError {
+                range,
                 message: format!(
                     "invalid variable reference `${{{inner}}}`: names are letters, digits and `_`, not starting with a digit"
                 ),
                 help: Some("write `$$` for a literal `$`".into()),
-            });
-        } else {
-            match (vars.get(name), default) {
-                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
-                (Some(v), _) => out.push_str(v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => errors.push(VarError {
-                    range: range.clone(),
-                    message: format!("undefined variable `{name}`"),
-                    help: Some(format!(
-                        "pass `--build-arg {name}=<value>`, give a default with `${{{name}:-<default>}}`, or write `$${{{name}}}` for a literal `${{{name}}}`"
-                    )),
-                }),
-            }
+            }),
+            Piece::Unterminated { start } => errors.push(VarError {
+                range: start..text.len(),
+                message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
+                help: Some("write `$$` for a literal `$`".into()),
+            }),
         }
-        rest = &tail[close + 1..];
-        at = range.end;
     }
     if errors.is_empty() {
-        out.push_str(rest);
         Ok(out)
     } else {
         Err(errors)
@@ -139,5 +193,26 @@ mod tests {
         let e = substitute("${1x} ${}", &v).unwrap_err();
         assert_eq!(e.len(), 2);
         assert!(e[0].message.contains("invalid variable reference"));
+    }
+
+    #[test]
+    fn lists_references() {
+        let r = references("v${K8S:-1.32} $${NOT} ${A}${1x} ${B");
+        assert_eq!(
+            r,
+            vec![
+                Reference {
+                    name: "K8S",
+                    default: Some("1.32"),
+                    range: 1..13
+                },
+                Reference {
+                    name: "A",
+                    default: None,
+                    range: 22..26
+                },
+            ]
+        );
+        assert!(references("plain $HOME").is_empty());
     }
 }
