@@ -205,6 +205,7 @@ pub fn finish(
             created: sde.map(rfc3339),
             build_args: &req.build_args,
             provenance: req.target.has_provenance(),
+            layers: &state.layers(),
         },
     )
     .map_err(|e| FrontendError::new(e.to_string()))?;
