@@ -230,12 +230,7 @@ mod tests {
 
     fn base(diff_ids: usize, history: &str) -> ImageConfiguration {
         let ids: Vec<String> = (0..diff_ids)
-            .map(|i| {
-                format!(
-                    "\"sha256:{}\"",
-                    format!("{i:x}").repeat(64)[..64].to_string()
-                )
-            })
+            .map(|i| format!("\"sha256:{}\"", format!("{i:x}").repeat(64)))
             .collect();
         let text = format!(
             r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}},"history":{history}}}"#,
