@@ -43,6 +43,10 @@ enum Command {
     /// provenance). Runs in the tools image with the OS layer mounted read-only.
     #[command(hide = true)]
     ProvenancePackages(ProvenancePackagesArgs),
+    /// (Build step) Write the SPDX SBOM of a node from its provenance files (build.json,
+    /// packages.json, components.json). Runs in the tools image for `--sbom=true`.
+    #[command(hide = true)]
+    ProvenanceSbom(ProvenanceSbomArgs),
     /// Pack a Kubernetes layer (directory) as a systemd system extension image
     /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
     Sysext(SysextArgs),
@@ -102,6 +106,28 @@ struct ProvenancePackagesArgs {
 }
 
 #[derive(Args)]
+struct ProvenanceSbomArgs {
+    /// build.json of the provenance.
+    #[arg(long)]
+    build: PathBuf,
+    /// packages.json (the OS layer's package database), if the result has an OS.
+    #[arg(long)]
+    packages: Option<PathBuf>,
+    /// components.json (sha256 of the local components), if there are any.
+    #[arg(long)]
+    components: Option<PathBuf>,
+    /// Leave out the Kubernetes components (the result is the OS layer alone).
+    #[arg(long)]
+    without_kubernetes: bool,
+    /// Leave out the base image and OS packages (the result is the Kubernetes layer alone).
+    #[arg(long)]
+    without_os: bool,
+    /// Where to write the SPDX JSON (parents are created).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct CheckArgs {
     /// The spec to check (`-` reads standard input).
     spec: PathBuf,
@@ -127,6 +153,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => return convert_cmd::run(args),
         Command::Inspect(args) => inspect(&args),
         Command::ProvenancePackages(args) => provenance_packages(&args),
+        Command::ProvenanceSbom(args) => provenance_sbom(&args),
         Command::Sysext(args) => sysext(&args),
         Command::Verify(args) => verify(&args),
     };
@@ -236,6 +263,27 @@ fn provenance_packages(args: &ProvenancePackagesArgs) -> Result<ExitCode> {
         .ok()
         .and_then(|v| v.parse().ok());
     nodestamp_converters::provenance::write_packages(&args.rootfs, &args.output, epoch)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn provenance_sbom(args: &ProvenanceSbomArgs) -> Result<ExitCode> {
+    let epoch: Option<i64> = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let scope = nodestamp_frontend::sbom::Scope {
+        os: !args.without_os,
+        kubernetes: !args.without_kubernetes,
+    };
+    nodestamp_converters::provenance::write_sbom(
+        &nodestamp_converters::provenance::SbomInputs {
+            build: &args.build,
+            packages: args.packages.as_deref(),
+            components: args.components.as_deref(),
+        },
+        scope,
+        epoch,
+        &args.output,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

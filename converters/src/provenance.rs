@@ -45,7 +45,15 @@ pub fn write_packages(rootfs: &Path, output: &Path, epoch: Option<i64>) -> Resul
     if let Some(parent) = output.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let mut text = serde_json::to_vec_pretty(&db.to_json())?;
+    let mut json = db.to_json();
+    // The distribution names the packages (their package URLs in the SBOM).
+    if let Some(text) = crate::sysext::read_os_release(rootfs) {
+        let field = |k: &str| crate::sysext::os_release_field(&text, k);
+        json["os_release"] = serde_json::json!({
+            "id": field("ID"), "version_id": field("VERSION_ID"),
+        });
+    }
+    let mut text = serde_json::to_vec_pretty(&json)?;
     text.push(b'\n');
     fs::write(output, text).with_context(|| format!("writing {}", output.display()))?;
     if let Some(e) = epoch {
@@ -58,6 +66,44 @@ pub fn write_packages(rootfs: &Path, output: &Path, epoch: Option<i64>) -> Resul
         }
     }
     Ok(())
+}
+
+/// The provenance files an SBOM is made from.
+pub struct SbomInputs<'a> {
+    pub build: &'a Path,
+    pub packages: Option<&'a Path>,
+    pub components: Option<&'a Path>,
+}
+
+/// Writes the SPDX SBOM of the provenance in `inputs` to `output`, creating its parents. It is
+/// created at `epoch` (`SOURCE_DATE_EPOCH`) when given, else now.
+pub fn write_sbom(
+    inputs: &SbomInputs,
+    scope: nodestamp_frontend::sbom::Scope,
+    epoch: Option<i64>,
+    output: &Path,
+) -> Result<()> {
+    let read = |p: &Path| -> Result<serde_json::Value> {
+        let text = fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))
+    };
+    let build = read(inputs.build)?;
+    let packages = inputs.packages.map(read).transpose()?;
+    let components = inputs.components.map(read).transpose()?;
+    let doc = nodestamp_frontend::compile::provenance::assemble(build, packages, components);
+    let secs = epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let created = nodestamp_frontend::time::Utc::from_unix(secs).rfc3339();
+    let spdx = nodestamp_frontend::sbom::spdx(&doc, &created, scope);
+    if let Some(parent) = output.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut text = serde_json::to_vec_pretty(&spdx)?;
+    text.push(b'\n');
+    fs::write(output, text).with_context(|| format!("writing {}", output.display()))
 }
 
 #[cfg(test)]
@@ -106,12 +152,25 @@ mod tests {
             "Package: jq\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.6-2.1\n",
         )
         .unwrap();
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(
+            root.join("usr/lib/os-release"),
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
         let out = dir.join("out/usr/lib/nodestamp/packages.json");
         write_packages(&root, &out, Some(86_400)).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
         assert_eq!(v["manager"], "dpkg");
         assert_eq!(v["installed"][0]["name"], "jq");
         assert_eq!(v["installed"][0]["architecture"], "amd64");
+        assert_eq!(
+            v["os_release"]["id"], "debian",
+            "read through the absolute link"
+        );
+        assert_eq!(v["os_release"]["version_id"], "12");
         let day = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
         for p in [
             "out/usr",
@@ -124,6 +183,54 @@ mod tests {
                 "{p}"
             );
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sbom_joins_the_three_files() {
+        let dir = tempdir("provenance-sbom");
+        let (b, p, c) = (dir.join("b.json"), dir.join("p.json"), dir.join("c.json"));
+        fs::write(
+            &b,
+            r#"{"name":"n","base":{"name":"debian:bookworm","digest":null},
+                "kubernetes":{"version":"1","components":[{"name":"kubectl","local":"k","dest":"/usr/local/bin/kubectl","extract":false}]}}"#,
+        )
+        .unwrap();
+        fs::write(
+            &p,
+            r#"{"manager":"dpkg","os_release":{"id":"debian","version_id":"12"},"installed":[{"name":"jq","version":"1.6","architecture":"amd64"}]}"#,
+        )
+        .unwrap();
+        fs::write(&c, format!(r#"{{"kubectl":"{}"}}"#, "ab".repeat(32))).unwrap();
+        let out = dir.join("out/sbom.spdx.json");
+        let inputs = SbomInputs {
+            build: &b,
+            packages: Some(&p),
+            components: Some(&c),
+        };
+        write_sbom(
+            &inputs,
+            nodestamp_frontend::sbom::Scope::NODE,
+            Some(0),
+            &out,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
+        assert_eq!(v["creationInfo"]["created"], "1970-01-01T00:00:00Z");
+        let text = v.to_string();
+        assert!(text.contains("pkg:deb/debian/jq@1.6?arch=amd64"), "{text}");
+        assert!(
+            text.contains(&"ab".repeat(32)),
+            "the local component's sum: {text}"
+        );
+        let missing = SbomInputs {
+            build: &dir.join("nope.json"),
+            packages: None,
+            components: None,
+        };
+        let err =
+            write_sbom(&missing, nodestamp_frontend::sbom::Scope::NODE, None, &out).unwrap_err();
+        assert!(format!("{err:#}").contains("nope.json"), "{err:#}");
         let _ = fs::remove_dir_all(&dir);
     }
 

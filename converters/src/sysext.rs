@@ -75,17 +75,32 @@ pub fn map_link_target(target: &str) -> String {
     }
 }
 
+/// The value of `key` in an os-release text, unquoted.
+pub fn os_release_field(os_release: &str, key: &str) -> Option<String> {
+    os_release.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+    })
+}
+
+/// The os-release of the OS at `root`: `/etc/os-release` first (often a link to
+/// `../usr/lib/os-release`; an absolute link is resolved inside `root`, never against the
+/// running system's files), then `/usr/lib/os-release`.
+pub fn read_os_release(root: &Path) -> Option<String> {
+    let etc = root.join("etc/os-release");
+    let etc = match fs::read_link(&etc) {
+        Ok(t) if t.is_absolute() => root.join(t.strip_prefix("/").unwrap_or(&t)),
+        _ => etc,
+    };
+    [etc, root.join("usr/lib/os-release")]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+}
+
 /// `extension-release.<name>` for an OS whose os-release is `os_release` (if any).
 pub fn extension_release(os_release: Option<&str>) -> String {
-    let field = |key: &str| {
-        os_release.and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix(key)
-                    .and_then(|r| r.strip_prefix('='))
-                    .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
-            })
-        })
-    };
+    let field = |key: &str| os_release.and_then(|t| os_release_field(t, key));
     match field("ID").filter(|s| !s.is_empty()) {
         None => "ID=_any\n".to_string(),
         Some(id) => match field("VERSION_ID").filter(|s| !s.is_empty()) {
@@ -268,18 +283,7 @@ pub fn build(
     out_dir: &Path,
     epoch: i64,
 ) -> Result<PathBuf> {
-    let os_release = os_root.and_then(|r| {
-        // /etc/os-release first (often a link to ../usr/lib/os-release); an absolute link is
-        // resolved inside the OS root, never against the tools image's own files.
-        let etc = r.join("etc/os-release");
-        let etc = match fs::read_link(&etc) {
-            Ok(t) if t.is_absolute() => r.join(t.strip_prefix("/").unwrap_or(&t)),
-            _ => etc,
-        };
-        [etc, r.join("usr/lib/os-release")]
-            .iter()
-            .find_map(|p| fs::read_to_string(p).ok())
-    });
+    let os_release = os_root.and_then(read_os_release);
     let work = std::env::temp_dir().join(format!("nodestamp-sysext-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     let tree = work.join("tree");

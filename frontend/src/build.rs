@@ -10,17 +10,19 @@ use crate::compile::provenance::BuildInfo;
 use crate::compile::{CompileOptions, NoCache, Target, compile_target};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::gateway::{
-    CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption, SourceRange,
+    CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption,
+    ResultAttestation, SbomRequest, SourceRange,
 };
 use crate::image::{ImageConfigInput, base_env, image_config, rfc3339};
 use crate::spec::{self, Spec};
 
-/// What a build hands back: the graph, the cache sources to solve it with and the exporter
-/// metadata (`containerimage.config`).
+/// What a build hands back: the graph, the cache sources to solve it with, the exporter
+/// metadata (`containerimage.config`) and the attestations (the SBOM with `--sbom=true`).
 pub struct BuildResult {
     pub definition: pb::Definition,
     pub cache_imports: Vec<CacheImport>,
     pub metadata: BTreeMap<String, Vec<u8>>,
+    pub attestations: Vec<ResultAttestation>,
 }
 
 /// A parsed request: the spec, the target and the settings taken from build args.
@@ -209,9 +211,58 @@ pub fn finish(
         },
     )
     .map_err(|e| FrontendError::new(e.to_string()))?;
+    let mut metadata = BTreeMap::from([("containerimage.config".to_string(), config)]);
+    let mut attestations = Vec::new();
+    if env.sbom() == Some(SbomRequest::Nodestamp) {
+        let info = BuildInfo {
+            base_digest: base.map(|(d, _)| d.to_string()),
+            build_args: req.build_args.clone(),
+        };
+        let sbom = crate::compile::sbom(&req.spec, &req.source, &opts, &req.target, &info)
+            .marshal()
+            .map_err(|e| {
+                FrontendError::new(format!("internal error: cannot marshal the SBOM step: {e}"))
+            })?;
+        // The attestation is keyed by the result's platform, as `refs.platforms` names it.
+        let key = platform_key(platform);
+        metadata.insert(
+            "refs.platforms".to_string(),
+            serde_json::to_vec(&serde_json::json!({ "platforms": [{
+                "id": key,
+                "platform": {
+                    "os": platform.os,
+                    "architecture": platform.architecture,
+                    "variant": (!platform.variant.is_empty()).then_some(&platform.variant),
+                },
+            }]}))
+            .unwrap_or_default(),
+        );
+        attestations.push(ResultAttestation {
+            platform_key: key,
+            definition: sbom,
+            path: crate::sbom::SBOM_PATH.to_string(),
+            predicate_type: crate::sbom::PREDICATE_TYPE.to_string(),
+            // As BuildKit's own scanner marks its SBOM: the image exporter then notes each
+            // listed file's layer.
+            metadata: BTreeMap::from([
+                ("reason".to_string(), b"sbom".to_vec()),
+                ("sbom-core".to_string(), b"sbom".to_vec()),
+            ]),
+        });
+    }
     Ok(BuildResult {
         definition,
         cache_imports,
-        metadata: BTreeMap::from([("containerimage.config".to_string(), config)]),
+        metadata,
+        attestations,
     })
+}
+
+/// `os/arch[/variant]`, the key of a platform in `refs.platforms`.
+fn platform_key(p: &pb::Platform) -> String {
+    if p.variant.is_empty() {
+        format!("{}/{}", p.os, p.architecture)
+    } else {
+        format!("{}/{}/{}", p.os, p.architecture, p.variant)
+    }
 }

@@ -5,6 +5,7 @@ pub mod diag;
 pub mod gateway;
 pub mod image;
 pub mod packages;
+pub mod sbom;
 pub mod spec;
 pub mod subrequests;
 pub mod time;

@@ -51,7 +51,12 @@ async fn run() -> ExitCode {
     }
     let outcome = match build_flow(&bridge, &env).await {
         Ok(result) => match bridge
-            .return_result(result.definition, &result.cache_imports, result.metadata)
+            .return_result_with(
+                result.definition,
+                &result.cache_imports,
+                result.metadata,
+                result.attestations,
+            )
             .await
         {
             // Solving the result failed (e.g. an invalid definition): report it as the error.

@@ -290,6 +290,34 @@ pub fn step_group(name: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// The SBOM of `target`'s result (see [`provenance::sbom`]): for the node and everything made
+/// from it the whole node, for `os` the OS layer, for `kubernetes` and `sysext` the components.
+pub fn sbom(
+    spec: &Spec,
+    source: &[u8],
+    opts: &CompileOptions,
+    target: &Target,
+    info: &provenance::BuildInfo,
+) -> State {
+    let ctx = Ctx {
+        opts,
+        source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
+    };
+    let scope = match target {
+        Target::Os => crate::sbom::Scope {
+            os: true,
+            kubernetes: false,
+        },
+        Target::Kubernetes | Target::Sysext => crate::sbom::Scope {
+            os: false,
+            kubernetes: true,
+        },
+        Target::Node | Target::Disk(_) | Target::Test => crate::sbom::Scope::NODE,
+    };
+    let os = scope.os.then(|| os::compile(&ctx, spec));
+    provenance::sbom(&ctx, spec, os.as_ref(), info, scope)
+}
+
 /// `PATH` when the base image's config does not say.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

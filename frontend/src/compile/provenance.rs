@@ -284,6 +284,67 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, os: &State, node: &State, info: &B
     State::merge(&layers, ctx.meta("[node] merge provenance".into(), None))
 }
 
+/// The SBOM of a result ([`crate::sbom::SBOM_PATH`] in a state of its own, never part of the
+/// image): the tools image turns the provenance layers into SPDX (`nodestamp provenance-sbom`).
+/// They are the very layers the node carries (same digests, built once); `os` is the OS layer
+/// when the result has one, and `scope` says what the result holds.
+pub(crate) fn sbom(
+    ctx: &Ctx,
+    spec: &Spec,
+    os: Option<&State>,
+    info: &BuildInfo,
+    scope: crate::sbom::Scope,
+) -> State {
+    let file = |dir: &str, path: &str| format!("/facts/{dir}{path}");
+    let mut args: Vec<String> = vec![
+        "nodestamp".into(),
+        "provenance-sbom".into(),
+        "--build".into(),
+        file("build", BUILD_JSON),
+    ];
+    let mut mounts = vec![
+        Mount::readonly(&build_layer(ctx, spec, info), "/facts/build"),
+        Mount::scratch("/out"),
+    ];
+    match os.filter(|_| scope.os) {
+        Some(os) => {
+            mounts.push(Mount::readonly(&packages_layer(ctx, os), "/facts/packages"));
+            args.extend(["--packages".into(), file("packages", PACKAGES_JSON)]);
+        }
+        None => args.push("--without-os".into()),
+    }
+    if scope.kubernetes {
+        if let Some(layer) = components_layer(ctx, spec) {
+            mounts.push(Mount::readonly(&layer, "/facts/components"));
+            args.extend(["--components".into(), file("components", COMPONENTS_JSON)]);
+        }
+    } else {
+        args.push("--without-kubernetes".into());
+    }
+    args.extend(["--output".into(), format!("/out{}", crate::sbom::SBOM_PATH)]);
+    let mut exec = Exec::new(args).network(NetMode::None).readonly_root();
+    for m in mounts {
+        exec = exec.mount(m);
+    }
+    if let Some(epoch) = ctx.opts.source_date_epoch {
+        exec = exec.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
+    ctx.tools_image("sbom")
+        .run(
+            exec,
+            ctx.meta(
+                format!(
+                    "[sbom] SPDX document of {} → {}",
+                    spec.name,
+                    crate::sbom::SBOM_PATH
+                ),
+                None,
+            ),
+        )
+        .output("/out")
+        .unwrap_or_else(State::scratch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +486,64 @@ mod tests {
         assert_eq!(
             v,
             json!({"kubectl": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})
+        );
+    }
+
+    #[test]
+    fn the_sbom_step_reads_the_node_s_own_provenance_layers() {
+        let (s, src) = spec();
+        let info = BuildInfo::default();
+        let opts = super::super::CompileOptions {
+            provenance: Some(info.clone()),
+            ..Default::default()
+        };
+        let c = super::super::compile(&s, &src, &opts);
+        let sbom = super::super::sbom(&s, &src, &opts, &super::super::Target::Node, &info);
+        let (_, inputs) = exec_with(&sbom, "provenance-sbom");
+        let node_ops: Vec<String> = llb_graph::decode_ops(&c.node.marshal().unwrap())
+            .unwrap()
+            .ops
+            .keys()
+            .map(|d| d.to_string())
+            .collect();
+        // Tools image, build.json, packages.json, components.json: all in the node too.
+        assert_eq!(inputs.len(), 4, "{inputs:?}");
+        for i in &inputs {
+            assert!(node_ops.contains(i), "{i} is not a layer of the node");
+        }
+        let ops = llb_graph::decode_ops(&sbom.marshal().unwrap()).unwrap().ops;
+        let args = ops
+            .values()
+            .find_map(|op| match &op.op {
+                Some(llb_graph::pb::op::Op::Exec(e)) => e
+                    .meta
+                    .as_ref()
+                    .filter(|m| m.args.iter().any(|a| a == "provenance-sbom"))
+                    .map(|m| m.args.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(args.contains(&"/facts/packages/usr/lib/nodestamp/packages.json".to_string()));
+        assert!(
+            args.contains(&"/out/sbom.spdx.json".to_string()),
+            "{args:?}"
+        );
+
+        // The OS target: no components; the Kubernetes target: no OS layer at all.
+        let os = super::super::sbom(&s, &src, &opts, &super::super::Target::Os, &info);
+        let (_, inputs) = exec_with(&os, "provenance-sbom");
+        assert_eq!(
+            inputs.len(),
+            3,
+            "tools image, build.json, packages.json: {inputs:?}"
+        );
+        let k = super::super::sbom(&s, &src, &opts, &super::super::Target::Kubernetes, &info);
+        let (_, inputs) = exec_with(&k, "provenance-sbom");
+        assert!(!inputs.contains(&c.os.digest().unwrap().unwrap().to_string()));
+        assert_eq!(
+            inputs.len(),
+            3,
+            "tools image, build.json, components.json: {inputs:?}"
         );
     }
 

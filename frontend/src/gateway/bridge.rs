@@ -62,6 +62,20 @@ pub struct SpecFile {
     pub vertex: String,
 }
 
+/// An in-toto attestation of the result: the predicate is the file at `path` in the result of
+/// `definition`, and its subject the exported artifact itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultAttestation {
+    /// The id of the result's platform in `refs.platforms` (e.g. `linux/amd64`).
+    pub platform_key: String,
+    pub definition: pb::Definition,
+    pub path: String,
+    /// e.g. `https://spdx.dev/Document`.
+    pub predicate_type: String,
+    /// e.g. `reason` = `sbom`.
+    pub metadata: BTreeMap<String, Vec<u8>>,
+}
+
 /// A connection to BuildKit's `LLBBridge`. Cheap to clone; calls may run concurrently.
 #[derive(Clone, Debug)]
 pub struct Bridge {
@@ -225,10 +239,43 @@ impl Bridge {
         cache_imports: &[CacheImport],
         metadata: BTreeMap<String, Vec<u8>>,
     ) -> Result<(), GatewayError> {
+        self.return_result_with(def, cache_imports, metadata, Vec::new())
+            .await
+    }
+
+    /// [`return_result`](Self::return_result) with attestations (e.g. an SBOM), each solved
+    /// lazily like the result and attached under its platform key.
+    pub async fn return_result_with(
+        &self,
+        def: pb::Definition,
+        cache_imports: &[CacheImport],
+        metadata: BTreeMap<String, Vec<u8>>,
+        attestations: Vec<ResultAttestation>,
+    ) -> Result<(), GatewayError> {
         let id = self.solve_with_cache(def, cache_imports).await?;
+        let mut by_platform: BTreeMap<String, gw::Attestations> = BTreeMap::new();
+        for a in attestations {
+            let ref_id = self.solve_with_cache(a.definition, cache_imports).await?;
+            by_platform
+                .entry(a.platform_key)
+                .or_default()
+                .attestation
+                .push(gw::Attestation {
+                    kind: gw::AttestationKind::InToto as i32,
+                    metadata: a.metadata,
+                    r#ref: Some(gw::Ref {
+                        id: ref_id,
+                        def: None,
+                    }),
+                    path: a.path,
+                    in_toto_predicate_type: a.predicate_type,
+                    in_toto_subjects: Vec::new(),
+                });
+        }
         let result = gw::Result {
             result: Some(gw::result::Result::Ref(gw::Ref { id, def: None })),
             metadata,
+            attestations: by_platform.into_iter().collect(),
         };
         self.send_return(gw::ReturnRequest {
             result: Some(result),
@@ -247,6 +294,7 @@ impl Bridge {
             result: Some(gw::Result {
                 result: None,
                 metadata,
+                attestations: Default::default(),
             }),
             error: None,
         })

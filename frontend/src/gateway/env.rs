@@ -148,12 +148,40 @@ impl FrontendEnv {
         self.opt("dockerfilekey").is_some_and(|v| !v.is_empty())
     }
 
+    /// What `--sbom` asked for (`attest:sbom` option), `None` when no SBOM was requested.
+    pub fn sbom(&self) -> Option<SbomRequest> {
+        let v = self.opt("attest:sbom")?;
+        // CSV of key=value fields (`type=sbom`, `generator=<image>`, `disabled=true`).
+        let field = |key: &str| {
+            v.split(',').find_map(|f| {
+                let (k, val) = f.split_once('=').unwrap_or((f, ""));
+                (k.trim() == key).then(|| val.trim().trim_matches('"').to_string())
+            })
+        };
+        if field("disabled").is_some_and(|d| d == "true") {
+            return None;
+        }
+        Some(match field("generator").filter(|g| !g.is_empty()) {
+            Some(image) => SbomRequest::Generator(image),
+            None => SbomRequest::Nodestamp,
+        })
+    }
+
     /// Name of the local source holding the build context. Always `context`: in the Dockerfile
     /// frontend the `contextkey` option only names the option that may carry a remote (git or
     /// http) context URL; it does not rename the local source.
     pub fn context_local_name(&self) -> &str {
         DEFAULT_CONTEXT_LOCAL_NAME
     }
+}
+
+/// An SBOM request (`--sbom`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SbomRequest {
+    /// No generator named: nodestamp writes the SBOM from what it knows of the node.
+    Nodestamp,
+    /// `--sbom=generator=<image>`: that scanner image, which BuildKit runs on the result.
+    Generator(String),
 }
 
 /// The `image.resolvemode` of image sources and `ResolveImageConfig` calls.
@@ -277,6 +305,21 @@ mod tests {
         assert_eq!(e.dockerfile_local_name(), "dockerfile");
         assert!(!e.force_local_spec());
         assert_eq!(e.context_local_name(), "context");
+    }
+
+    #[test]
+    fn sbom_requests_as_buildx_sends_them() {
+        assert_eq!(env(&[]).sbom(), None);
+        assert_eq!(env(&["attest:sbom="]).sbom(), Some(SbomRequest::Nodestamp));
+        assert_eq!(
+            env(&["attest:sbom=type=sbom"]).sbom(),
+            Some(SbomRequest::Nodestamp)
+        );
+        assert_eq!(
+            env(&["attest:sbom=type=sbom,generator=my/scanner:1"]).sbom(),
+            Some(SbomRequest::Generator("my/scanner:1".into()))
+        );
+        assert_eq!(env(&["attest:sbom=type=sbom,disabled=true"]).sbom(), None);
     }
 
     #[test]

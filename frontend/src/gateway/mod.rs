@@ -16,11 +16,11 @@ mod env;
 mod error;
 mod transport;
 
-pub use bridge::{Bridge, Pong, SpecFile, single_op_definition};
+pub use bridge::{Bridge, Pong, ResultAttestation, SpecFile, single_op_definition};
 pub use cache::{CacheImport, NoCacheOption, OPT_CACHE_FROM, OPT_CACHE_IMPORTS, OPT_NO_CACHE};
 pub use caps::{Caps, MissingCapError};
 pub use env::{
     DEFAULT_CONTEXT_LOCAL_NAME, DEFAULT_DOCKERFILE_LOCAL_NAME, DEFAULT_SPEC_FILENAME, FrontendEnv,
-    ImageResolveMode, parse_platform,
+    ImageResolveMode, SbomRequest, parse_platform,
 };
 pub use error::{FrontendError, GatewayError, SOURCE_TYPE_URL, SourceRange, SpecLocation};
