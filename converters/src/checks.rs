@@ -4,15 +4,16 @@
 //! executed — and judges the results of the `commands` (run beforehand in an exec of the node
 //! image, one `<i>.rc`/`<i>.out`/`<i>.err` per command).
 //!
-//! The checks come as JSON written by the frontend (`checks.json`): a list of objects with
-//! `kind` (`file`, `package`, `service`, `kernel_argument`, `command`), `key`
-//! (`tests.files[2]`), `at` (`node.yaml:40:7`) and the check's own fields.
+//! The checks come as `checks.json`, written by the frontend with the same types
+//! ([`nodestamp_contract::checks`]): each has a `key` (`tests.files[2]`), an `at`
+//! (`node.yaml:40:7`) and its kind with the kind's own fields.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nodestamp_contract::checks::{Check, CheckKind, ChecksFile};
 use serde_json::{Value, json};
 
 use crate::provenance::read_packages;
@@ -103,9 +104,14 @@ fn id_name(id: u32, table: &[(String, u32)]) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-fn file_check(root: &Path, c: &Value) -> Option<String> {
-    let path = c["path"].as_str().unwrap_or("/");
-    let exists = c["exists"].as_bool().unwrap_or(true);
+fn file_check(
+    root: &Path,
+    path: &str,
+    exists: bool,
+    mode: Option<u32>,
+    owner: Option<&str>,
+    contains: Option<&str>,
+) -> Option<String> {
     let real = resolve(root, path, true);
     let meta = fs::metadata(&real).ok();
     let meta = match (meta, exists) {
@@ -114,13 +120,13 @@ fn file_check(root: &Path, c: &Value) -> Option<String> {
         (Some(_), false) => return Some(format!("{path} exists, want it absent")),
         (Some(m), true) => m,
     };
-    if let Some(want) = c["mode"].as_u64() {
+    if let Some(want) = mode {
         let have = meta.mode() & 0o7777;
-        if u64::from(have) != want {
+        if have != want {
             return Some(format!("{path} has mode {have:04o}, want {want:04o}"));
         }
     }
-    if let Some(want) = c["owner"].as_str() {
+    if let Some(want) = owner {
         let users = names(root, "/etc/passwd");
         let groups = names(root, "/etc/group");
         let (wu, wg) = match want.split_once(':') {
@@ -137,7 +143,7 @@ fn file_check(root: &Path, c: &Value) -> Option<String> {
             ));
         }
     }
-    if let Some(want) = c["contains"].as_str() {
+    if let Some(want) = contains {
         if meta.is_dir() {
             return Some(format!(
                 "{path} is a directory, want a file containing {want:?}"
@@ -152,11 +158,11 @@ fn file_check(root: &Path, c: &Value) -> Option<String> {
 }
 
 fn package_check(
-    c: &Value,
+    name: &str,
+    installed: bool,
+    version: Option<&str>,
     packages: &Option<(String, Option<Vec<crate::provenance::Package>>)>,
 ) -> Option<String> {
-    let name = c["name"].as_str().unwrap_or("");
-    let installed = c["installed"].as_bool().unwrap_or(true);
     let Some((manager, list)) = packages else {
         return Some("the package database could not be read".into());
     };
@@ -174,7 +180,7 @@ fn package_check(
             p.version
         )),
         (Some(p), true) => {
-            let want = c["version"].as_str()?;
+            let want = version?;
             let ok = match want.strip_suffix('*') {
                 Some(prefix) => p.version.starts_with(prefix),
                 None => p.version == want,
@@ -221,10 +227,14 @@ fn masked(root: &Path, name: &str) -> bool {
         })
 }
 
-fn service_check(root: &Path, c: &Value) -> Option<String> {
-    let name = c["name"].as_str().unwrap_or("");
+fn service_check(
+    root: &Path,
+    name: &str,
+    enabled: Option<bool>,
+    masked_want: Option<bool>,
+) -> Option<String> {
     let is_masked = masked(root, name);
-    if let Some(want) = c["masked"].as_bool()
+    if let Some(want) = masked_want
         && want != is_masked
     {
         return Some(if want {
@@ -233,7 +243,7 @@ fn service_check(root: &Path, c: &Value) -> Option<String> {
             format!("{name} is masked (linked to /dev/null)")
         });
     }
-    if let Some(want) = c["enabled"].as_bool() {
+    if let Some(want) = enabled {
         let exists = UNIT_DIRS
             .iter()
             .any(|d| fs::symlink_metadata(resolve(root, d, true).join(name)).is_ok());
@@ -253,8 +263,7 @@ fn service_check(root: &Path, c: &Value) -> Option<String> {
     None
 }
 
-fn kernel_arg_check(cmdline: &str, source: &str, c: &Value) -> Option<String> {
-    let want = c["contains"].as_str().unwrap_or("");
+fn kernel_arg_check(cmdline: &str, source: &str, want: &str) -> Option<String> {
     let words = format!(
         " {} ",
         cmdline.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -267,9 +276,14 @@ fn kernel_arg_check(cmdline: &str, source: &str, c: &Value) -> Option<String> {
     })
 }
 
-fn command_check(results: Option<&Path>, c: &Value) -> Option<String> {
-    let run = c["run"].as_str().unwrap_or("");
-    let i = c["index"].as_u64().unwrap_or(0);
+fn command_check(
+    results: Option<&Path>,
+    i: usize,
+    run: &str,
+    want: i32,
+    stdout_contains: Option<&str>,
+    stderr_contains: Option<&str>,
+) -> Option<String> {
     let Some(dir) = results else {
         return Some(format!("command `{run}` did not run"));
     };
@@ -296,19 +310,18 @@ fn command_check(results: Option<&Path>, c: &Value) -> Option<String> {
             format!(" (stderr: {t:?})")
         }
     };
-    let want = c["exit_status"].as_i64().unwrap_or(0);
-    if rc != want {
+    if rc != i64::from(want) {
         return Some(format!(
             "command `{run}` exited {rc}, want {want}{}",
             tail(&err)
         ));
     }
-    if let Some(w) = c["stdout_contains"].as_str()
+    if let Some(w) = stdout_contains
         && !out.contains(w)
     {
         return Some(format!("stdout of `{run}` does not contain {w:?}"));
     }
-    if let Some(w) = c["stderr_contains"].as_str()
+    if let Some(w) = stderr_contains
         && !err.contains(w)
     {
         return Some(format!("stderr of `{run}` does not contain {w:?}"));
@@ -316,9 +329,12 @@ fn command_check(results: Option<&Path>, c: &Value) -> Option<String> {
     None
 }
 
-/// Runs every check in `checks` (the `checks` array of checks.json) against `root`.
-pub fn run(checks: &[Value], root: &Path, results: Option<&Path>) -> Vec<Outcome> {
-    let packages = if checks.iter().any(|c| c["kind"] == "package") {
+/// Runs every check in `checks` (the `checks` of checks.json) against `root`.
+pub fn run(checks: &[Check], root: &Path, results: Option<&Path>) -> Vec<Outcome> {
+    let packages = if checks
+        .iter()
+        .any(|c| matches!(c.kind, CheckKind::Package { .. }))
+    {
         read_packages(root).ok()
     } else {
         None
@@ -328,17 +344,52 @@ pub fn run(checks: &[Value], root: &Path, results: Option<&Path>) -> Vec<Outcome
     checks
         .iter()
         .map(|c| {
-            let failure = match c["kind"].as_str().unwrap_or("") {
-                "file" => file_check(root, c),
-                "package" => package_check(c, &packages),
-                "service" => service_check(root, c),
-                "kernel_argument" => kernel_arg_check(&cmdline, "/etc/kernel/cmdline", c),
-                "command" => command_check(results, c),
-                other => Some(format!("unknown check kind {other:?}")),
+            let failure = match &c.kind {
+                CheckKind::File {
+                    path,
+                    exists,
+                    mode,
+                    owner,
+                    contains,
+                } => file_check(
+                    root,
+                    path,
+                    *exists,
+                    *mode,
+                    owner.as_deref(),
+                    contains.as_deref(),
+                ),
+                CheckKind::Package {
+                    name,
+                    installed,
+                    version,
+                } => package_check(name, *installed, version.as_deref(), &packages),
+                CheckKind::Service {
+                    name,
+                    enabled,
+                    masked,
+                } => service_check(root, name, *enabled, *masked),
+                CheckKind::KernelArgument { contains } => {
+                    kernel_arg_check(&cmdline, "/etc/kernel/cmdline", contains)
+                }
+                CheckKind::Command {
+                    index,
+                    run,
+                    exit_status,
+                    stdout_contains,
+                    stderr_contains,
+                } => command_check(
+                    results,
+                    *index,
+                    run,
+                    *exit_status,
+                    stdout_contains.as_deref(),
+                    stderr_contains.as_deref(),
+                ),
             };
             Outcome {
-                key: c["key"].as_str().unwrap_or("?").to_string(),
-                at: c["at"].as_str().unwrap_or("?").to_string(),
+                key: c.key.clone(),
+                at: c.at.clone(),
                 failure,
             }
         })
@@ -376,12 +427,12 @@ pub fn report_json(outcomes: &[Outcome]) -> Value {
     })
 }
 
-/// Reads checks.json.
-pub fn load(path: &Path) -> Result<Vec<Value>> {
+/// Reads checks.json; a field missing or misspelled is an error, never a default.
+pub fn load(path: &Path) -> Result<Vec<Check>> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-    Ok(v["checks"].as_array().cloned().unwrap_or_default())
+    let file: ChecksFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a checks file", path.display()))?;
+    Ok(file.checks)
 }
 
 #[cfg(test)]
@@ -420,12 +471,26 @@ mod tests {
         d
     }
 
-    fn check(kind: &str, fields: Value) -> Value {
-        let mut v = fields;
+    /// A check of `kind` from `fields`, with the defaults the spec decoder gives
+    /// (`exists`/`installed` true, `exit_status` 0, the rest absent).
+    fn check(kind: &str, fields: Value) -> Check {
+        let mut v = json!({"exists": true, "installed": true, "exit_status": 0, "index": 0});
+        let keep: &[&str] = match kind {
+            "file" => &["exists"],
+            "package" => &["installed"],
+            "command" => &["exit_status", "index"],
+            _ => &[],
+        };
+        v.as_object_mut()
+            .unwrap()
+            .retain(|k, _| keep.contains(&k.as_str()));
+        for (k, f) in fields.as_object().unwrap() {
+            v[k] = f.clone();
+        }
         v["kind"] = json!(kind);
         v["key"] = json!(format!("tests.{kind}"));
         v["at"] = json!("node.yaml:1:1");
-        v
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
@@ -503,14 +568,14 @@ mod tests {
                 Some("has no console=tty"),
             ),
         ];
-        let checks: Vec<Value> = cases.iter().map(|(c, _)| c.clone()).collect();
+        let checks: Vec<Check> = cases.iter().map(|(c, _)| c.clone()).collect();
         let out = run(&checks, &r, None);
         for ((c, want), o) in cases.iter().zip(&out) {
             match want {
-                None => assert_eq!(o.failure, None, "{c}"),
+                None => assert_eq!(o.failure, None, "{c:?}"),
                 Some(w) => assert!(
                     o.failure.as_deref().is_some_and(|f| f.contains(w)),
-                    "{c}: {:?}, want {w:?}",
+                    "{c:?}: {:?}, want {w:?}",
                     o.failure
                 ),
             }

@@ -32,7 +32,7 @@ pub struct ConvertArgs {
     /// Seed for the disk's UUIDs (defaults to the name): same seed, same UUIDs.
     #[arg(long)]
     pub seed: Option<String>,
-    /// Disk size, e.g. 8GiB; defaults to the content plus headroom.
+    /// Disk size: bytes or a binary unit (8GiB, 512MiB), as disk.size in the spec; defaults to the content plus headroom.
     #[arg(long)]
     pub size: Option<String>,
     /// Kernel arguments; defaults to the rootfs's /etc/kernel/cmdline.
@@ -120,8 +120,12 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
     let opts = ConvertOptions {
         name,
         seed: args.seed.clone(),
-        size: args.size.as_deref().map(plan::parse_size).transpose()?,
-        esp_size: plan::parse_size(&args.esp_size)?,
+        size: args
+            .size
+            .as_deref()
+            .map(|s| plan::parse_size("--size", s))
+            .transpose()?,
+        esp_size: plan::parse_size("--esp-size", &args.esp_size)?,
         kernel_arguments: args.kernel_arguments.clone(),
         epoch: None,
         outputs,

@@ -41,10 +41,16 @@ pub enum ConvertError {
     EspTooSmall { files: u64, esp: u64 },
     #[error("unknown disk format {0:?}: expected one of raw, qcow2, vmdk, vhd")]
     UnknownFormat(String),
+    /// A size refused by the parser the spec's `disk.size` uses, with its help.
     #[error(
-        "invalid size {0:?}: expected a number with an optional unit, like 8GiB, 512MiB or 10G"
+        "{option}: {}{}",
+        error.message,
+        error.help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default()
     )]
-    BadSize(String),
+    BadSize {
+        option: &'static str,
+        error: nodestamp_contract::units::SizeError,
+    },
     #[error("output directory {dir} is not writable: {source}")]
     OutputDir {
         dir: PathBuf,

@@ -284,29 +284,20 @@ pub fn check_size(requested: u64, totals: &Totals, esp_size: u64) -> Result<(), 
     Ok(())
 }
 
-/// Parses `8GiB`, `512MiB`, `10G`, `1.5GiB`, `4096` (bytes); rounds up to a whole MiB.
-pub fn parse_size(s: &str) -> Result<u64, ConvertError> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit_mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        "g" | "gib" | "gb" => 1 << 30,
-        "t" | "tib" | "tb" => 1 << 40,
-        _ => return Err(ConvertError::BadSize(s.to_string())),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| ConvertError::BadSize(s.to_string()))?;
-    let bytes = n * unit_mult as f64;
-    if !(bytes.is_finite() && bytes > 0.0 && bytes < (1u64 << 50) as f64) {
-        return Err(ConvertError::BadSize(s.to_string()));
-    }
-    Ok((bytes.ceil() as u64).div_ceil(MIB) * MIB)
+/// Parses a size given to `option` with the spec's rules (bytes or a binary unit: `8GiB`,
+/// `512MiB`; `8GB` and `10G` are refused with a help line) and rounds it up to a whole MiB.
+pub fn parse_size(option: &'static str, s: &str) -> Result<u64, ConvertError> {
+    let bytes = nodestamp_contract::units::parse_size(s)
+        .map_err(|error| ConvertError::BadSize { option, error })?;
+    bytes
+        .checked_next_multiple_of(MIB)
+        .ok_or_else(|| ConvertError::BadSize {
+            option,
+            error: nodestamp_contract::units::SizeError {
+                message: format!("size {s:?} is too large"),
+                help: None,
+            },
+        })
 }
 
 /// `1.5 GiB`-style rendering.
@@ -456,13 +447,22 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("8GiB").unwrap(), 8 * GIB);
-        assert_eq!(parse_size("512M").unwrap(), 512 * MIB);
-        assert_eq!(parse_size("1.5G").unwrap(), 1536 * MIB);
-        assert_eq!(parse_size("1000").unwrap(), MIB);
-        assert!(parse_size("big").is_err());
-        assert!(parse_size("-1G").is_err());
-        assert!(parse_size("5XB").is_err());
+        assert_eq!(parse_size("--size", "8GiB").unwrap(), 8 * GIB);
+        assert_eq!(parse_size("--size", "512MiB").unwrap(), 512 * MIB);
+        assert_eq!(parse_size("--size", "1024").unwrap(), MIB);
+        for bad in ["big", "-1GiB", "5XB", "10G", "1.5GiB", "512M"] {
+            assert!(parse_size("--size", bad).is_err(), "{bad}");
+        }
+        let e = parse_size("--size", "10G").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--size: expected a size in bytes or with a binary unit (KiB, MiB, GiB, TiB) like 8GiB, got \"10G\"\n  help: write 10GiB (10 × 2^30 bytes); decimal or ambiguous units like GB or G are not accepted, so 10^9 and 2^30 cannot be confused, and no space goes between number and unit"
+        );
+        assert_eq!(size_arg(3 * MIB + 1), "4MiB");
+        assert_eq!(
+            parse_size("--size", &size_arg(3 * MIB + 1)).unwrap(),
+            4 * MIB
+        );
         let t = Totals {
             bytes: 0,
             entries: 30_000,

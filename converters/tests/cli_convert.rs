@@ -81,3 +81,43 @@ fn missing_input_and_output_dir() {
     assert_ne!(code, 0);
     assert!(err.contains("not writable"), "{err}");
 }
+
+/// `--size` follows the spec's rules: `10G` is refused with the help `nodestamp check` gives for
+/// `disk.size: 10G`, and nothing is written.
+#[test]
+fn ambiguous_sizes_are_refused_with_the_specs_help() {
+    let d = scratch("size");
+    let out = d.join("n.qcow2");
+    let (code, err) = nodestamp(&[
+        "--size",
+        "10G",
+        "-o",
+        out.to_str().unwrap(),
+        d.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(r#"--size: expected a size in bytes or with a binary unit (KiB, MiB, GiB, TiB) like 8GiB, got "10G""#),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // The same value in a spec: `nodestamp check` gives the same help line.
+    let spec = d.join("node.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nos:\n  from: debian:bookworm\ndisk:\n  size: 10G\n",
+    )
+    .unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_nodestamp"))
+        .args(["check", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let check_err = String::from_utf8_lossy(&check.stderr).into_owned()
+        + &String::from_utf8_lossy(&check.stdout);
+    let help =
+        "write 10GiB (10 × 2^30 bytes); decimal or ambiguous units like GB or G are not accepted";
+    assert!(!check.status.success());
+    assert!(check_err.contains(help), "{check_err}");
+    assert!(err.contains(&format!("help: {help}")), "{err}");
+}

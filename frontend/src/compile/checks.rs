@@ -10,7 +10,7 @@
 //! image; the node image only ever runs the spec's own commands.
 
 use llb_graph::{ChownOpt, Exec, FileActions, Mount, NetMode, State};
-use serde_json::{Value, json};
+use nodestamp_contract::checks::{CHECKS_FILE_NAME, Check, CheckKind, ChecksFile};
 
 use super::Ctx;
 use super::script::quote;
@@ -24,52 +24,74 @@ fn at(spec: &Spec, span: Span) -> String {
     format!("{}:{}:{}", spec.file_name, span.start.line, span.start.col)
 }
 
-/// Every check as JSON for `nodestamp verify` (and the in-VM script).
-pub fn checks_json(spec: &Spec, t: &Tests) -> Value {
+/// Every check, as `nodestamp verify` (and the in-VM script) reads them.
+pub fn checks_file(spec: &Spec, t: &Tests) -> ChecksFile {
     let mut checks = Vec::new();
-    let mut push = |key: String, span: Span, mut v: Value| {
-        v["key"] = json!(key);
-        v["at"] = json!(at(spec, span));
-        checks.push(v);
+    let mut push = |key: String, span: Span, kind: CheckKind| {
+        checks.push(Check {
+            key,
+            at: at(spec, span),
+            kind,
+        });
     };
     for (i, f) in t.files.iter().enumerate() {
         push(
             format!("tests.files[{i}]"),
             f.span,
-            json!({"kind": "file", "path": f.path, "exists": f.exists, "mode": f.mode,
-                   "owner": f.owner, "contains": f.contains}),
+            CheckKind::File {
+                path: f.path.clone(),
+                exists: f.exists,
+                mode: f.mode,
+                owner: f.owner.clone(),
+                contains: f.contains.clone(),
+            },
         );
     }
     for (i, p) in t.packages.iter().enumerate() {
         push(
             format!("tests.packages[{i}]"),
             p.span,
-            json!({"kind": "package", "name": p.name, "installed": p.installed, "version": p.version}),
+            CheckKind::Package {
+                name: p.name.clone(),
+                installed: p.installed,
+                version: p.version.clone(),
+            },
         );
     }
     for (i, s) in t.services.iter().enumerate() {
         push(
             format!("tests.services[{i}]"),
             s.span,
-            json!({"kind": "service", "name": s.name, "enabled": s.enabled, "masked": s.masked}),
+            CheckKind::Service {
+                name: s.name.clone(),
+                enabled: s.enabled,
+                masked: s.masked,
+            },
         );
     }
     for (i, k) in t.kernel_arguments.iter().enumerate() {
         push(
             format!("tests.kernel_arguments[{i}]"),
             k.span,
-            json!({"kind": "kernel_argument", "contains": k.contains}),
+            CheckKind::KernelArgument {
+                contains: k.contains.clone(),
+            },
         );
     }
     for (i, c) in t.commands.iter().enumerate() {
         push(
             format!("tests.commands[{i}]"),
             c.span,
-            json!({"kind": "command", "index": i, "run": c.run, "exit_status": c.exit_status,
-                   "stdout_contains": c.stdout_contains, "stderr_contains": c.stderr_contains}),
+            CheckKind::Command {
+                index: i,
+                run: c.run.clone(),
+                exit_status: c.exit_status,
+                stdout_contains: c.stdout_contains.clone(),
+                stderr_contains: c.stderr_contains.clone(),
+            },
         );
     }
-    json!({ "checks": checks })
+    ChecksFile { checks }
 }
 
 /// The script running the commands in the node image: each in its own `sh -c`, from `/`,
@@ -91,11 +113,16 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State) -> State {
     let empty = Tests::default();
     let t = spec.tests.as_ref().unwrap_or(&empty);
     let span = spec.tests.as_ref().map(|t| t.span);
-    let text = serde_json::to_vec_pretty(&checks_json(spec, t)).unwrap_or_default();
+    let text = serde_json::to_vec_pretty(&checks_file(spec, t)).unwrap_or_default();
     let checks = State::scratch().file(
         FileActions::new()
             .timestamp(ctx.opts.source_date_epoch)
-            .mkfile("/checks.json", 0o644, text, ChownOpt::ids(0, 0)),
+            .mkfile(
+                format!("/{CHECKS_FILE_NAME}"),
+                0o644,
+                text,
+                ChownOpt::ids(0, 0),
+            ),
         ctx.meta(format!("[test 1/3] {} checks", t.len()), span),
     );
     let results = (!t.commands.is_empty()).then(|| {
@@ -113,11 +140,12 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State) -> State {
         .unwrap_or_else(State::scratch)
     });
     let tools = ctx.tools_image("test");
+    let checks_path = format!("/checks/{CHECKS_FILE_NAME}");
     let mut args: Vec<String> = [
         "nodestamp",
         "verify",
         "--checks",
-        "/checks/checks.json",
+        &checks_path,
         "--rootfs",
         "/rootfs",
         "--output-dir",
@@ -325,7 +353,7 @@ mod tests {
     #[test]
     fn checks_carry_their_key_path_and_spec_location() {
         let s = spec();
-        let v = checks_json(&s, s.tests.as_ref().unwrap());
+        let v = serde_json::to_value(checks_file(&s, s.tests.as_ref().unwrap())).unwrap();
         let c = v["checks"].as_array().unwrap();
         assert_eq!(c.len(), 3);
         assert_eq!(c[0]["key"], "tests.files[0]");

@@ -641,64 +641,16 @@ pub(crate) fn mode(s: &str) -> ModeRead {
     Ok((v, warning))
 }
 
-/// A disk size in bytes: plain bytes or a whole number with `KiB`, `MiB`, `GiB` or `TiB`.
+/// A disk size in bytes: plain bytes or a whole number with `KiB`, `MiB`, `GiB` or `TiB`
+/// (the parser `nodestamp convert --size` uses too).
 pub(crate) fn size(s: &str) -> Result<u64, Problem> {
-    let accepted = "expected a size in bytes or with a binary unit (KiB, MiB, GiB, TiB) like 8GiB";
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let mult: Option<u64> = match unit {
-        "" => Some(1),
-        "KiB" => Some(1 << 10),
-        "MiB" => Some(1 << 20),
-        "GiB" => Some(1 << 30),
-        "TiB" => Some(1 << 40),
-        _ => None,
-    };
-    let bad = || Problem::new(format!("{accepted}, got {}", Shown(s)));
-    let Some(mult) = mult else {
-        if num.is_empty() {
-            return Err(bad());
+    nodestamp_contract::units::parse_size(s).map_err(|e| {
+        let p = Problem::new(e.message);
+        match e.help {
+            Some(h) => p.help(h),
+            None => p,
         }
-        let unit_t = unit.trim_start();
-        if unit_t.starts_with('.') {
-            return Err(bad()
-                .help("use a whole number with a smaller unit, e.g. 1536MiB instead of 1.5GiB"));
-        }
-        let binary = match unit_t.to_ascii_lowercase().as_str() {
-            "k" | "kb" | "kib" => Some("KiB"),
-            "m" | "mb" | "mib" => Some("MiB"),
-            "g" | "gb" | "gib" => Some("GiB"),
-            "t" | "tb" | "tib" => Some("TiB"),
-            _ => None,
-        };
-        return Err(match binary {
-            Some(b) => bad().help(format!(
-                "write {num}{b} ({num} × 2^{} bytes); decimal or ambiguous units like GB or G are not accepted, so 10^9 and 2^30 cannot be confused, and no space goes between number and unit",
-                match b { "KiB" => 10, "MiB" => 20, "GiB" => 30, _ => 40 }
-            )),
-            None => bad(),
-        });
-    };
-    if num.is_empty() {
-        return Err(bad());
-    }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| Problem::new(format!("size {} is too large", Shown(s))))?;
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| Problem::new(format!("size {} is too large", Shown(s))))?;
-    if bytes == 0 {
-        return Err(Problem::new("the disk size must be larger than 0"));
-    }
-    if bytes % 512 != 0 {
-        return Err(Problem::new(format!(
-            "the disk size must be a whole number of 512-byte sectors, got {bytes} bytes"
-        ))
-        .help("use a binary unit, e.g. 8GiB"));
-    }
-    Ok(bytes)
+    })
 }
 
 #[cfg(test)]

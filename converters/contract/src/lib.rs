@@ -1,0 +1,9 @@
+//! What crosses the boundary between the frontend (which writes it into the build graph) and
+//! the `nodestamp` CLI (which reads it inside BuildKit or on the host). Writer and reader share
+//! these types, so a field cannot be spelled differently on the two sides.
+//!
+//! - [`units`]: disk sizes, one parser for `disk.size` in the spec and `nodestamp convert --size`.
+//! - [`checks`]: `checks.json`, the spec's `tests:` as `nodestamp verify` runs them.
+
+pub mod checks;
+pub mod units;
