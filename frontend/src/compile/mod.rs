@@ -266,7 +266,7 @@ impl NoCache {
             .map(|(g, what)| format!("{g} ({what})"))
             .collect();
         Err(format!(
-            "--no-cache-filter: unknown step group{} {}; the groups are the first word in              brackets of the progress output: {}",
+            "--no-cache-filter: unknown step group{} {}; the groups are the first word in brackets of the progress output: {}",
             if unknown.len() > 1 { "s" } else { "" },
             unknown.join(", "),
             accepted.join(", ")
