@@ -16,6 +16,7 @@ pub mod disk;
 mod kubernetes;
 mod os;
 pub mod provenance;
+pub mod reproducible;
 mod script;
 pub mod sysext;
 mod units;

@@ -6,6 +6,7 @@ use llb_graph::{
     Owner, State,
 };
 
+use super::reproducible::os_shell;
 use super::script::{quote, words};
 use super::{Ctx, DEFAULT_PATH};
 use crate::spec::{self, Contents, Span, Spanned, Spec};
@@ -429,7 +430,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("install {tier}: {}", join_names(&pkgs)),
             span: span_of(&pkgs),
             apply: Box::new(move |ctx, st, meta| {
-                let mut exec = Exec::shell(script)
+                let mut exec = os_shell("-c", script, ctx.opts.source_date_epoch)
                     .mount(Mount::cache(
                         "/var/lib/apt/lists",
                         format!("nodestamp-apt-lists-{key}"),
@@ -465,7 +466,10 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         steps.push(Step {
             name: format!("groups: {groups}; users: {users}"),
             span,
-            apply: Box::new(move |_, st, meta| st.run(Exec::shell(script), meta).root()),
+            apply: Box::new(move |ctx, st, meta| {
+                let exec = os_shell("-c", script, ctx.opts.source_date_epoch);
+                st.run(exec, meta).root()
+            }),
         });
     }
 
@@ -578,9 +582,9 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         steps.push(Step {
             name: format!("systemctl {}", what.join("; ")),
             span,
-            apply: Box::new(move |_, st, meta| {
-                st.run(Exec::shell(script).network(llb_graph::NetMode::None), meta)
-                    .root()
+            apply: Box::new(move |ctx, st, meta| {
+                let exec = os_shell("-c", script, ctx.opts.source_date_epoch);
+                st.run(exec.network(llb_graph::NetMode::None), meta).root()
             }),
         });
     }
@@ -599,7 +603,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("run: {label}"),
             span: Some(cmd.span),
             apply: Box::new(move |ctx, st, meta| {
-                let exec = Exec::new(["/bin/sh", "-ec", &script]);
+                let exec = os_shell("-ec", script, ctx.opts.source_date_epoch);
                 st.run(with_proxy(ctx, with_build(exec, &build, &secrets)), meta)
                     .root()
             }),
