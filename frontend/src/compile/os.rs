@@ -320,6 +320,9 @@ pub(crate) fn links_script(links: &[Ln], root: &str, epoch: Option<i64>) -> Stri
     }
     if let Some(epoch) = epoch {
         if root.is_empty() {
+            if touched.is_empty() {
+                return s;
+            }
             touched.sort();
             touched.dedup();
             s += &format!(
@@ -334,6 +337,60 @@ pub(crate) fn links_script(links: &[Ln], root: &str, epoch: Option<i64>) -> Stri
         }
     }
     s
+}
+
+/// Whether `storage` can be written on scratch and laid onto the OS: every owner numeric (or
+/// root), since names resolve against the OS's `/etc/passwd`, and no hard link, since its
+/// target is in the OS.
+fn on_scratch(storage: &spec::Storage) -> bool {
+    let numeric = |o: &Option<spec::Owner>| match o {
+        Some(spec::Owner::Name(n)) => n == "root",
+        _ => true,
+    };
+    storage
+        .files
+        .iter()
+        .all(|f| numeric(&f.user) && numeric(&f.group))
+        && storage
+            .directories
+            .iter()
+            .all(|d| numeric(&d.user) && numeric(&d.group))
+        && storage.links.iter().all(|l| !l.hard)
+}
+
+/// With `SOURCE_DATE_EPOCH`: `layer` (file actions on scratch) finished by the tools image —
+/// copied onto scratch with `links` made and `modes` set, every entry at that time, as for the
+/// Kubernetes layer — and laid onto `os`. The file actions cannot do it in place: they leave
+/// the current time on the directories they add entries to, and a later step's change to a
+/// directory's time is not part of its layer.
+fn epoch_layer(
+    ctx: &Ctx,
+    os: &State,
+    layer: &State,
+    links: &[Ln],
+    modes: &[(String, u32)],
+    meta: &llb_graph::Meta,
+) -> State {
+    let script = format!(
+        "set -eu\ncp -a /in/. /layer/\n{}{}",
+        links_script(links, "/layer", ctx.opts.source_date_epoch),
+        chmod_script(modes, "/layer")
+    );
+    let exec = Exec::shell(script)
+        .mount(Mount::readonly(layer, "/in"))
+        .mount(Mount::scratch("/layer"))
+        .network(llb_graph::NetMode::None)
+        .readonly_root();
+    let named = |what: &str| llb_graph::Meta {
+        name: meta.name.as_ref().map(|n| format!("{n}: {what}")),
+        ..meta.clone()
+    };
+    let fixed = ctx
+        .tools_image("os")
+        .run(exec, named("SOURCE_DATE_EPOCH"))
+        .output("/layer")
+        .unwrap_or_else(|| layer.clone());
+    State::merge(&[os.clone(), fixed], named("onto the OS"))
 }
 
 /// `meta` located also at every file of `storage` copied from the build context or a URL: the
@@ -506,24 +563,25 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     .into_iter()
                     .map(|c| ("/etc/kernel/cmdline", 0o644, c))
                     .collect();
-                let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
+                let epoch = ctx.opts.source_date_epoch;
+                let fa = FileActions::new().timestamp(epoch);
                 let (fa, links) = storage_actions(ctx, storage, fa, &extra, Vec::new());
+                let modes = special_modes(storage);
+                if epoch.is_some() && on_scratch(storage) {
+                    let layer = State::scratch().file(fa, at_copies(ctx, meta.clone(), storage));
+                    return epoch_layer(ctx, &st, &layer, &links, &modes, &meta);
+                }
                 let links_meta = llb_graph::Meta {
                     name: meta.name.as_ref().map(|n| format!("{n}: links and modes")),
                     ..meta.clone()
                 };
                 let st = st.file(fa, at_copies(ctx, meta, storage));
-                let modes = special_modes(storage);
                 if links.is_empty() && modes.is_empty() {
                     st
                 } else {
-                    let script = links_script(&links, "", ctx.opts.source_date_epoch)
-                        + &chmod_script(&modes, "");
-                    st.run(
-                        Exec::shell(script).network(llb_graph::NetMode::None),
-                        links_meta,
-                    )
-                    .root()
+                    let script = links_script(&links, "", epoch) + &chmod_script(&modes, "");
+                    let exec = os_shell("-c", script, epoch).network(llb_graph::NetMode::None);
+                    st.run(exec, links_meta).root()
                 }
             }),
         });
@@ -539,10 +597,12 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: "systemd units".into(),
             span,
             apply: Box::new(move |ctx, st, meta| {
-                st.file(
-                    unit_files(ctx, &spec.os.systemd, "/etc/systemd/system"),
-                    meta,
-                )
+                let fa = unit_files(ctx, &spec.os.systemd, "/etc/systemd/system");
+                if ctx.opts.source_date_epoch.is_some() {
+                    let layer = State::scratch().file(fa, meta.clone());
+                    return epoch_layer(ctx, &st, &layer, &[], &[], &meta);
+                }
+                st.file(fa, meta)
             }),
         });
     }

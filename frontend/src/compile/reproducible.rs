@@ -78,6 +78,18 @@ fn settle_in(script: &str, epoch: i64, root: &str, marker: &str) -> String {
          ExecStart=/usr/bin/ssh-keygen -A\n",
     );
     let top = if root.is_empty() { "/" } else { root };
+    // BuildKit adds a mount point (e.g. /etc/resolv.conf) to a directory of the root before
+    // the step starts, removes it after and then restores the directory's time as it found
+    // it: the parents of the mount points get SOURCE_DATE_EPOCH too.
+    let mount_parents = if root.is_empty() {
+        format!(
+            "\x20 while read -r _ m _; do\n\
+             \x20   [ \"$m\" = / ] && continue; p=${{m%/*}}; touch -h -d @{epoch} -- \"${{p:-/}}\" 2>/dev/null || :\n\
+             \x20 done < /proc/self/mounts\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "# nodestamp, SOURCE_DATE_EPOCH={epoch}: the step's changes get that time (see the trap)\n\
          nodestamp_since={marker}\n\
@@ -91,6 +103,7 @@ fn settle_in(script: &str, epoch: i64, root: &str, marker: &str) -> String {
          \x20   ln -sf ../{unit} {units}/ssh.service.wants/{unit}\n\
          \x20 fi\n\
          \x20 find {top} -xdev -newer \"$nodestamp_since\" -exec touch -h -d @{epoch} -- {{}} + 2>/dev/null || :\n\
+         {mount_parents}\
          \x20 rm -f \"$nodestamp_since\"\n\
          \x20 touch -h -d @{epoch} -- \"${{nodestamp_since%/*}}\" 2>/dev/null || :\n\
          \x20 return 0\n\

@@ -144,3 +144,47 @@ impl Drop for Images {
         }
     }
 }
+
+/// Whether a step is a source (the base image, the tools image, the spec and context sent by
+/// the client: `[internal] …`): BuildKit fetches those by what they name and never runs them,
+/// with or without the cache.
+pub fn is_source_step(name: &str) -> bool {
+    name.starts_with("[internal]") || name.contains("] from ") || name.ends_with("] tools image")
+}
+
+/// The steps that do work (every step but sources), with whether each was re-used.
+pub fn work_steps(log: &str) -> Vec<(String, bool)> {
+    steps(log)
+        .into_iter()
+        .filter(|(n, _)| !is_source_step(n))
+        .collect()
+}
+
+/// The work steps with whether BuildKit reported each `CACHED`: strict, for asserting that a
+/// step ran (a file step that ran can still end in `DONE 0.0s`, which [`steps`] counts as re-used).
+pub fn cached_work_steps(log: &str) -> Vec<(String, bool)> {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut cached: std::collections::BTreeSet<&str> = Default::default();
+    for line in log.lines() {
+        let Some((id, what)) = line.strip_prefix('#').and_then(|r| r.split_once(' ')) else {
+            continue;
+        };
+        let what = what.trim();
+        if what.starts_with('[') && !names.contains_key(id) {
+            names.insert(id, what);
+        } else if what == "CACHED" {
+            cached.insert(id);
+        }
+    }
+    names
+        .into_iter()
+        .filter(|(_, n)| !is_source_step(n))
+        .map(|(id, n)| (n.to_string(), cached.contains(id)))
+        .collect()
+}
+
+/// `docker buildx prune -af`: empties the engine's build cache (shared by every test).
+pub fn prune_build_cache() {
+    let out = docker(&["buildx", "prune", "-af"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -1,0 +1,229 @@
+//! Engine tests of the build cache through `docker buildx build`: cache import after a prune
+//! (`--cache-from type=local`, inline cache), `--no-cache`, `--no-cache-filter`, OS layers
+//! reproducible across a prune with `SOURCE_DATE_EPOCH`, and cache sources that cannot be used
+//! reported as for a Dockerfile build. They prune the engine's build cache. Run with
+//! `cargo test -- --ignored --test-threads=1` (hack/test does).
+//!
+//! The spec is testdata/cache/node.yaml; its context holds a small made-up component.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{
+    Images, build, cached_work_steps, layers, prune_build_cache, unique_tag, work_steps, write_spec,
+};
+
+/// A build context with the cache spec (under the frontend's `# syntax=` line) and its
+/// component; returns the spec path.
+fn cache_context(dir: &Path) -> PathBuf {
+    let body = std::fs::read_to_string(common::repo().join("testdata/cache/node.yaml")).unwrap();
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("# syntax="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::write(dir.join("components/tool"), "#!/bin/sh\necho tool\n").unwrap();
+    PathBuf::from(write_spec(dir, "node.yaml", &body))
+}
+
+/// A build arg unique to this test run, so that no other build shares its steps.
+fn run_id(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("RUN_ID={test}-{}-{nanos}", std::process::id())
+}
+
+/// The work steps whose names start with one of `prefixes`.
+fn steps_of(log: &str, prefixes: &[&str]) -> Vec<(String, bool)> {
+    work_steps(log)
+        .into_iter()
+        .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+        .collect()
+}
+
+#[track_caller]
+fn assert_all_reused(what: &str, steps: &[(String, bool)], log: &str) {
+    assert!(!steps.is_empty(), "{what}: no such steps in:\n{log}");
+    let ran: Vec<&String> = steps.iter().filter(|(_, r)| !r).map(|(n, _)| n).collect();
+    assert!(ran.is_empty(), "{what}: these steps ran: {ran:?}\n{log}");
+}
+
+/// Asserts that no step of `log` whose name starts with one of `prefixes` (all work steps when
+/// empty) was reported `CACHED`.
+#[track_caller]
+fn assert_all_ran(what: &str, log: &str, prefixes: &[&str]) {
+    let steps: Vec<(String, bool)> = cached_work_steps(log)
+        .into_iter()
+        .filter(|(n, _)| prefixes.is_empty() || prefixes.iter().any(|p| n.starts_with(p)))
+        .collect();
+    assert!(!steps.is_empty(), "{what}: no such steps in:\n{log}");
+    let reused: Vec<&String> = steps.iter().filter(|(_, r)| *r).map(|(n, _)| n).collect();
+    assert!(
+        reused.is_empty(),
+        "{what}: these steps were re-used: {reused:?}\n{log}"
+    );
+}
+
+/// Whether `inner` appears in `outer` as a contiguous run.
+fn contains_run(outer: &[String], inner: &[String]) -> bool {
+    !inner.is_empty() && outer.windows(inner.len()).any(|w| w == inner)
+}
+
+#[test]
+#[ignore = "needs the docker engine; prunes the build cache; run by hack/test"]
+fn a_local_cache_import_after_a_prune_reuses_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_context(dir.path());
+    let cache = dir.path().join("cache");
+    let id = run_id("local");
+    let (a, b) = (unique_tag("cache-local-a"), unique_tag("cache-local-b"));
+    let _images = Images(vec![a.clone(), b.clone()]);
+
+    prune_build_cache();
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let (ok, log) = build(
+        &spec,
+        "node",
+        Some(&a),
+        &["--build-arg", &id, "--cache-to", &to],
+        dir.path(),
+    );
+    assert!(ok, "{log}");
+
+    prune_build_cache();
+    let from = format!("type=local,src={}", cache.display());
+    let (ok, log) = build(
+        &spec,
+        "node",
+        Some(&b),
+        &["--build-arg", &id, "--cache-from", &from],
+        dir.path(),
+    );
+    assert!(ok, "{log}");
+    let os_k8s = steps_of(&log, &["[os ", "[kubernetes "]);
+    assert!(
+        os_k8s.iter().filter(|(n, _)| n.starts_with("[os ")).count() >= 4,
+        "packages, users, files and run steps expected: {os_k8s:?}"
+    );
+    assert_all_reused("OS and Kubernetes steps after the import", &os_k8s, &log);
+    assert_all_reused("every step after the import", &work_steps(&log), &log);
+    assert_eq!(layers(&a), layers(&b), "the imported build differs");
+}
+
+#[test]
+#[ignore = "needs the docker engine; prunes the build cache; run by hack/test"]
+fn no_cache_runs_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_context(dir.path());
+    let id = run_id("nocache");
+    let (ok, log) = build(&spec, "node", None, &["--build-arg", &id], dir.path());
+    assert!(ok, "{log}");
+    let (ok, log) = build(&spec, "node", None, &["--build-arg", &id], dir.path());
+    assert!(ok, "{log}");
+    assert_all_reused("a rebuild", &work_steps(&log), &log);
+
+    let (ok, log) = build(
+        &spec,
+        "node",
+        None,
+        &["--build-arg", &id, "--no-cache"],
+        dir.path(),
+    );
+    assert!(ok, "{log}");
+    assert_all_ran("--no-cache", &log, &[]);
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn no_cache_filter_os_reruns_the_os_steps_and_keeps_the_kubernetes_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_context(dir.path());
+    let id = run_id("filter");
+    let (a, b, k) = (
+        unique_tag("cache-filter-a"),
+        unique_tag("cache-filter-b"),
+        unique_tag("cache-filter-k"),
+    );
+    let _images = Images(vec![a.clone(), b.clone(), k.clone()]);
+    let (ok, log) = build(&spec, "node", Some(&a), &["--build-arg", &id], dir.path());
+    assert!(ok, "{log}");
+    let (ok, log) = build(
+        &spec,
+        "kubernetes",
+        Some(&k),
+        &["--build-arg", &id],
+        dir.path(),
+    );
+    assert!(ok, "{log}");
+
+    let (ok, log) = build(
+        &spec,
+        "node",
+        Some(&b),
+        &["--build-arg", &id, "--no-cache-filter", "os"],
+        dir.path(),
+    );
+    assert!(ok, "{log}");
+    assert_all_ran("OS steps", &log, &["[os "]);
+    assert_all_reused("Kubernetes steps", &steps_of(&log, &["[kubernetes "]), &log);
+    let kubernetes = layers(&k);
+    let (la, lb) = (layers(&a), layers(&b));
+    assert!(
+        contains_run(&la, &kubernetes),
+        "{kubernetes:?} not in {la:?}"
+    );
+    assert!(
+        contains_run(&lb, &kubernetes),
+        "{kubernetes:?} not in {lb:?}"
+    );
+    assert_ne!(la, lb, "the OS steps ran again: their layers are new");
+
+    // A name that is no step group is an error naming the groups.
+    let (ok, log) = build(
+        &spec,
+        "node",
+        None,
+        &["--build-arg", &id, "--no-cache-filter", "packages"],
+        dir.path(),
+    );
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(r#"--no-cache-filter: unknown step group "packages""#)
+            && log.contains("os (the OS layer"),
+        "{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs the docker engine; prunes the build cache; run by hack/test"]
+fn a_node_with_os_packages_is_reproducible_across_a_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_context(dir.path());
+    let id = run_id("repro");
+    let (a, b) = (unique_tag("cache-repro-a"), unique_tag("cache-repro-b"));
+    let _images = Images(vec![a.clone(), b.clone()]);
+    let args = [
+        "--build-arg",
+        &id,
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ];
+    let (ok, log) = build(&spec, "node", Some(&a), &args, dir.path());
+    assert!(ok, "{log}");
+    prune_build_cache();
+    let (ok, log) = build(&spec, "node", Some(&b), &args, dir.path());
+    assert!(ok, "{log}");
+    assert_all_ran("the OS steps after the prune", &log, &["[os "]);
+    let (la, lb) = (layers(&a), layers(&b));
+    let differ: Vec<usize> = (0..la.len().max(lb.len()))
+        .filter(|i| la.get(*i) != lb.get(*i))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "layers {differ:?} differ:\n{la:?}\n{lb:?}"
+    );
+}
