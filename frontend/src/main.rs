@@ -87,19 +87,30 @@ async fn answer(
     env: &FrontendEnv,
     id: &str,
 ) -> Result<subrequests::Metadata, FrontendError> {
-    let request = subrequests::Request::parse(id)?;
-    if request == subrequests::Request::Describe {
-        return Ok(subrequests::describe());
-    }
-    let pong = bridge.ping().await?;
-    let spec = bridge.read_spec(env, &pong.caps).await?;
-    let (file, data, args) = (spec.filename.as_str(), &spec.data, env.build_args());
-    let target = env.target().unwrap_or("");
+    use subrequests::Request;
+    let request = Request::parse(id)?;
+    let (args, target) = (env.build_args(), env.target().unwrap_or(""));
+    let read_spec = || async {
+        let pong = bridge.ping().await?;
+        bridge
+            .read_spec(env, &pong.caps)
+            .await
+            .map_err(FrontendError::from)
+    };
     match request {
-        subrequests::Request::Describe => Ok(subrequests::describe()),
-        subrequests::Request::Targets => subrequests::targets(file, data, &args),
-        subrequests::Request::Outline => subrequests::outline(file, data, &args, target),
-        subrequests::Request::Lint => Ok(subrequests::lint(file, data, &args, target)),
+        Request::Describe => Ok(subrequests::describe()),
+        Request::Targets => {
+            let s = read_spec().await?;
+            subrequests::targets(&s.filename, &s.data, &args)
+        }
+        Request::Outline => {
+            let s = read_spec().await?;
+            subrequests::outline(&s.filename, &s.data, &args, target)
+        }
+        Request::Lint => {
+            let s = read_spec().await?;
+            Ok(subrequests::lint(&s.filename, &s.data, &args, target))
+        }
     }
 }
 

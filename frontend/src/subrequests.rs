@@ -93,7 +93,7 @@ const DEFINITIONS: &[Definition] = &[
     Definition {
         name: TARGETS,
         call: "targets",
-        description: "List all targets current build supports",
+        description: "List the targets of the spec and what each builds",
         opts: &[],
         metadata: &["result.json", "result.txt"],
     },

@@ -1,7 +1,7 @@
 //! Engine tests of what `docker buildx build` asks a frontend besides a build: `--call targets`,
 //! `--call outline`, `--call check` / `--check`, and spec warnings in the build output. The
-//! frontend image is `$FRONTEND_IMAGE` (see `common`). The current engine (buildx ≥ 0.15) is
-//! the default docker; the minimum engine (Docker 26.1 / BuildKit 0.13 / buildx 0.13.1) is
+//! frontend image is `$FRONTEND_IMAGE` (see `common`), in both engines. The current engine
+//! (buildx ≥ 0.15) is the default docker; the minimum engine (Docker 26.1 / BuildKit 0.13 / buildx 0.13.1) is
 //! reached the way `hack/lib.sh use_engine min` does. Run with `cargo test -- --ignored`.
 
 mod common;
@@ -14,10 +14,22 @@ use common::{frontend_image, text, write_spec};
 /// A spec with nothing to warn about.
 const PLAIN: &str = "version: 1\nname: calls\nos:\n  from: debian:bookworm\n";
 
-/// `docker <args>` with the working directory `dir` (the build context is `.`).
+/// `docker <args>` on the current engine, with the working directory `dir` (the build context
+/// is `.`). The minimum engine's client settings, if `NODESTAMP_ENGINE=min` exported them, are
+/// dropped as `hack/lib.sh use_engine current` drops them: these tests need buildx ≥ 0.15.
 fn docker_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
+    let mut cmd = Command::new("docker");
+    if std::env::var("DOCKER_HOST").is_ok_and(|h| h == format!("unix://{MIN_SOCKET}")) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let path: Vec<&str> = path
+            .split(':')
+            .filter(|p| *p != format!("{MIN_ROOT}/bin"))
+            .collect();
+        cmd.env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONFIG")
+            .env("PATH", path.join(":"));
+    }
+    cmd.args(args)
         .current_dir(dir)
         .output()
         .expect("cannot run docker")
