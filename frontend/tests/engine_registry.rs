@@ -88,14 +88,40 @@ fn registry_layers(reference: &str) -> Vec<String> {
         .collect()
 }
 
-/// The image config of an image in the registry.
+/// The image config of an image in the registry, as stored (with BuildKit's own keys).
 fn registry_config(reference: &str) -> Value {
     skopeo(&[
         "inspect",
         "--tls-verify=false",
+        "--raw",
         "--config",
         &format!("docker://{reference}"),
     ])
+}
+
+/// The number of layers a registry cache holds. BuildKit 0.25 writes an image manifest whose
+/// config is the cache configuration; 0.13 an image index listing the layers and the
+/// configuration.
+fn cache_blobs(reference: &str) -> usize {
+    const CACHE_CONFIG: &str = "application/vnd.buildkit.cacheconfig.v0";
+    let m = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ]);
+    let media = |d: &Value| d["mediaType"].as_str().unwrap_or_default().to_owned();
+    if let Some(layers) = m["layers"].as_array() {
+        assert_eq!(media(&m["config"]), CACHE_CONFIG, "{reference}: {m}");
+        layers.len()
+    } else {
+        let all = m["manifests"].as_array().expect("a manifest or an index");
+        assert!(
+            all.iter().any(|d| media(d) == CACHE_CONFIG),
+            "{reference} has no cache configuration: {m}"
+        );
+        all.len() - 1
+    }
 }
 
 fn docker_text(args: &[&str]) -> (bool, String) {
@@ -122,7 +148,9 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// Steps of the node's own graph (the OS, Kubernetes, provenance and node steps); not the
-/// client's `[internal]` steps.
+/// client's `[internal]` steps, and not the image sources (`[os] from debian:bookworm`,
+/// `[provenance] tools image`): BuildKit resolves their names on every build, which runs
+/// nothing, and shows them `DONE` or `CACHED` depending on timing.
 fn node_steps(log: &str) -> Vec<(String, bool)> {
     steps(log)
         .into_iter()
@@ -130,6 +158,8 @@ fn node_steps(log: &str) -> Vec<(String, bool)> {
             ["[os", "[kubernetes", "[provenance", "[node"]
                 .iter()
                 .any(|p| n.starts_with(p))
+                && !n.starts_with("[os] from ")
+                && !n.ends_with("] tools image")
         })
         .collect()
 }
@@ -232,16 +262,7 @@ fn a_registry_cache_survives_a_prune() {
     let to = format!("type=registry,ref={cache},mode=max");
     let (ok, log) = build(&os_a(), "node", None, &["--cache-to", &to], &ctx);
     assert!(ok, "{log}");
-    let manifest = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{cache}"),
-    ]);
-    assert!(
-        manifest["layers"].as_array().is_some_and(|l| l.len() > 3),
-        "the cache manifest in the registry has no layers: {manifest}"
-    );
+    assert!(cache_blobs(&cache) > 3, "{cache} holds almost no layers");
     prune(None);
     let from = format!("type=registry,ref={cache}");
     let (ok, log) = build(&os_a(), "node", None, &["--cache-from", &from], &ctx);
@@ -273,8 +294,7 @@ fn the_node_image_is_pushed_with_an_inline_cache_that_survives_a_prune() {
     assert_eq!(labels["io.nodestamp.kubernetes.version"], "1.32.3");
     assert_eq!(labels["org.opencontainers.image.title"], "engine-test");
     assert!(
-        labels["moby.buildkit.cache.v0"].is_string()
-            || config["moby.buildkit.cache.v0"].is_string(),
+        config["moby.buildkit.cache.v0"].is_string(),
         "the pushed image has no inline cache: {config}"
     );
     let _ = docker(&["image", "rm", &image]);
@@ -358,13 +378,7 @@ fn bake_builds_two_oses_times_two_kubernetes_versions_sharing_layers_and_cache()
                 registry(),
                 k8s.replace('.', "-")
             );
-            let m = skopeo(&[
-                "inspect",
-                "--tls-verify=false",
-                "--raw",
-                &format!("docker://{cache}"),
-            ]);
-            assert!(m["layers"].is_array(), "no cache manifest at {cache}: {m}");
+            assert!(cache_blobs(&cache) > 0, "{cache} holds no layers");
         }
     }
 }
