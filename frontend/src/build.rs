@@ -162,7 +162,10 @@ pub fn finish(
         .cloned()
         .or_else(|| env.source_image().map(str::to_string))
         .unwrap_or_else(|| "nodestamp/frontend:dev".into());
+    let (base_context, contexts) = crate::contexts::for_request(req, env, platform)?;
     let opts = CompileOptions {
+        base_context,
+        contexts,
         platform: Platform {
             os: platform.os.clone(),
             architecture: platform.architecture.clone(),

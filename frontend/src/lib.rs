@@ -1,6 +1,7 @@
 //! nodestamp frontend library.
 pub mod build;
 pub mod compile;
+pub mod contexts;
 pub mod diag;
 pub mod gateway;
 pub mod image;

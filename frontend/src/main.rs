@@ -7,7 +7,8 @@
 use std::process::ExitCode;
 
 use nodestamp_frontend::build::{self, BuildResult};
-use nodestamp_frontend::gateway::{Bridge, FrontendEnv, FrontendError, GatewayError, SourceRange};
+use nodestamp_frontend::contexts;
+use nodestamp_frontend::gateway::{Bridge, FrontendEnv, FrontendError, GatewayError};
 use nodestamp_frontend::subrequests;
 
 /// LLB capabilities every nodestamp build needs.
@@ -123,35 +124,7 @@ async fn build_flow(bridge: &Bridge, env: &FrontendEnv) -> Result<BuildResult, F
     let (filename, spec) = (&spec_file.filename, &spec_file.data);
     let request = build::parse(env, filename, spec)?;
     subrequests::show_warnings(bridge, &pong.caps, &spec_file, &request.warnings).await;
-    let base = match request.base_image() {
-        Some(image) => {
-            let mode = env.image_resolve_mode()?;
-            Some(
-                bridge
-                    .resolve_image_config(&image, Some(&platform), mode)
-                    .await
-                    .map_err(|e| {
-                        let from = &request.spec.os.from;
-                        let range = SourceRange {
-                            start_line: from.span.start.line,
-                            start_col: from.span.start.col,
-                            end_line: from.span.end.line,
-                            end_col: from.span.end.col.saturating_sub(1).max(from.span.start.col),
-                        };
-                        FrontendError::at(
-                            format!(
-                                "{filename}:{}:{}: os.from: cannot resolve image {:?}: {e}",
-                                from.span.start.line, from.span.start.col, from.value
-                            ),
-                            filename.as_str(),
-                            spec.as_slice(),
-                            vec![range],
-                        )
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let base = contexts::resolve_base(bridge, env, &request, &platform).await?;
     build::finish(
         &request,
         env,

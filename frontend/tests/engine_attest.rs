@@ -268,3 +268,150 @@ fn docker_history_names_every_layer_by_its_step() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An OCI layout of `debian:bookworm` made locally (`docker save` of the engine's image store
+/// writes one), the way `--build-context NAME=oci-layout://<dir>:<tag>` takes it; returns the
+/// layout directory and the manifest digest of its `bookworm` tag.
+fn oci_layout(dir: &Path) -> (PathBuf, String) {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let tar = dir.join("layout.tar");
+    let out = docker(&["save", "-o", tar.to_str().unwrap(), "debian:bookworm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let x = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", text(&x));
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = &index["manifests"][0];
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.ref.name"],
+        "bookworm"
+    );
+    (layout, m["digest"].as_str().unwrap().to_string())
+}
+
+const CONTEXT_SPEC: &str = "version: 1
+name: context-test
+os:
+  from: nodestamp-test/only-in-a-layout:1
+  storage:
+    files:
+      - { path: /etc/motd, contents: { local: motd, context: extra } }
+kubernetes:
+  components:
+    - { name: kubectl, local: kubectl, context: kube, dest: /usr/local/bin/kubectl }
+";
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn named_contexts_replace_os_from_and_feed_local_sources() {
+    let dir = scratch("contexts");
+    let (layout, digest) = oci_layout(&dir);
+    // The main context has neither file: they come from the named directories.
+    let ctx = dir.join("ctx");
+    let kube = dir.join("kube");
+    let extra = dir.join("extra");
+    for d in [&ctx, &kube, &extra] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(
+        kube.join("kubectl"),
+        "#!/bin/sh\necho from-the-kube-context\n",
+    )
+    .unwrap();
+    std::fs::write(extra.join("motd"), "from the extra context\n").unwrap();
+    let spec = write_spec(&ctx, "node.yaml", CONTEXT_SPEC);
+    let tag = unique_tag("attest-contexts");
+    let _images = Images(vec![tag.clone()]);
+    let base_ctx = format!(
+        "nodestamp-test/only-in-a-layout:1=oci-layout://{}:bookworm",
+        layout.display()
+    );
+    let kube_ctx = format!("kube={}", kube.display());
+    let extra_ctx = format!("extra={}", extra.display());
+    let mut args = vec!["--build-context", base_ctx.as_str(), "--build-context"];
+    args.extend([kube_ctx.as_str(), "--build-context", extra_ctx.as_str()]);
+
+    // Without the layout, os.from names an image nobody has.
+    let (ok, log) = build(Path::new(&spec), "node", None, &args[2..], &ctx);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("os.from: cannot resolve image \"nodestamp-test/only-in-a-layout:1\""),
+        "{log}"
+    );
+
+    let (ok, log) = build(Path::new(&spec), "node", Some(&tag), &args, &ctx);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("[os] from nodestamp-test/only-in-a-layout:1 (build context)"),
+        "{log}"
+    );
+    let label = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"org.opencontainers.image.base.digest\"}}",
+        &tag,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), digest);
+    let cat = |path: &str| {
+        let out = docker(&["run", "--rm", "--network", "none", &tag, "cat", path]);
+        assert!(out.status.success(), "{path}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        cat("/usr/local/bin/kubectl"),
+        "#!/bin/sh\necho from-the-kube-context\n"
+    );
+    assert_eq!(cat("/etc/motd"), "from the extra context\n");
+    // The layout's image is the base: its os-release is Debian 12's.
+    assert!(cat("/etc/os-release").contains("VERSION_ID=\"12\""));
+
+    // A context the spec names but the command line does not give: an error at its line,
+    // listing those given.
+    let (ok, log) = build(Path::new(&spec), "node", None, &args[..4], &ctx);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("node.yaml:8:") && log.contains("file /etc/motd: contents.context: no build context named \"extra\" was given (given: kube, nodestamp-test/only-in-a-layout:1)"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn a_docker_image_context_replaces_os_from() {
+    let dir = scratch("image-context");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let spec = write_spec(
+        &ctx,
+        "node.yaml",
+        "version: 1\nname: image-context\nos:\n  from: nodestamp-test/not-an-image:1\n",
+    );
+    let (ok, log) = build(
+        Path::new(&spec),
+        "os",
+        None,
+        &[
+            "--build-context",
+            "nodestamp-test/not-an-image:1=docker-image://debian:trixie",
+            "-o",
+            &format!("type=local,dest={}", dir.join("out").display()),
+        ],
+        &ctx,
+    );
+    assert!(ok, "{log}");
+    let release = std::fs::read_to_string(dir.join("out/etc/os-release")).unwrap();
+    assert!(
+        release.contains("VERSION_ID=\"13\""),
+        "the trixie image: {release}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -104,6 +104,24 @@ impl State {
         source(id, attrs, meta, opts.platform)
     }
 
+    /// An image from an OCI layout the client serves from its session (`oci-layout://`, as
+    /// `--build-context NAME=oci-layout://<dir>` gives it): `reference` is
+    /// `<name>@sha256:<digest>`, `session` the client's session and `store` the id under which
+    /// the client serves the layout's content store.
+    pub fn oci_layout(
+        reference: &str,
+        session: &str,
+        store: &str,
+        platform: Option<Platform>,
+        meta: Meta,
+    ) -> State {
+        let attrs = BTreeMap::from([
+            ("oci.session".to_string(), session.to_string()),
+            ("oci.store".to_string(), store.to_string()),
+        ]);
+        source(format!("oci-layout://{reference}"), attrs, meta, platform)
+    }
+
     /// A directory sent by the client (`local://<name>`).
     pub fn local(name: &str, opts: LocalOpts, meta: Meta) -> State {
         let mut attrs = opts.extra.clone();
@@ -172,6 +190,33 @@ fn json_list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::normalize_image_ref as n;
+    use crate::{Meta, State, pb};
+
+    #[test]
+    fn oci_layout_sources_name_the_session_and_store() {
+        let st = State::oci_layout(
+            "docker.io/library/debian:bookworm@sha256:00",
+            "sess",
+            "store1",
+            None,
+            Meta::default(),
+        );
+        let def = st.marshal().unwrap();
+        let ops = crate::decode_ops(&def).unwrap().ops;
+        let src = ops
+            .values()
+            .find_map(|op| match &op.op {
+                Some(pb::op::Op::Source(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            src.identifier,
+            "oci-layout://docker.io/library/debian:bookworm@sha256:00"
+        );
+        assert_eq!(src.attrs["oci.session"], "sess");
+        assert_eq!(src.attrs["oci.store"], "store1");
+    }
 
     #[test]
     fn image_refs_are_normalised_like_docker() {

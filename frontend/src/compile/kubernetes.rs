@@ -148,7 +148,10 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 ),
                 format!("/{}", c.name),
             ),
-            ComponentSource::Local(rel) => (local(ctx, rel, c.span), format!("/{rel}")),
+            ComponentSource::Local(rel) => (
+                local(ctx, c.context.as_ref(), rel, c.span),
+                format!("/{rel}"),
+            ),
         };
         let dest = component_dest(&c.name, c.dest.as_deref(), c.extract);
         let opts = CopyOpts {

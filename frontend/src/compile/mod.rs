@@ -139,6 +139,10 @@ pub struct CompileOptions {
     /// Record build provenance (`/usr/lib/nodestamp/build.json`, a layer on top of the node).
     /// `None` leaves it out (golden tests of the layer graph).
     pub provenance: Option<provenance::BuildInfo>,
+    /// `os.from` replaced by the named build context of that name (`--build-context`).
+    pub base_context: Option<crate::contexts::ContextSource>,
+    /// The named build contexts that `context:` fields of the spec name, by that name.
+    pub contexts: BTreeMap<String, crate::contexts::ContextSource>,
 }
 
 impl Default for CompileOptions {
@@ -155,6 +159,8 @@ impl Default for CompileOptions {
             proxy: BTreeMap::new(),
             no_cache: NoCache::None,
             provenance: None,
+            base_context: None,
+            contexts: BTreeMap::new(),
         }
     }
 }

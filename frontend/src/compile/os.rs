@@ -182,7 +182,7 @@ pub(crate) fn storage_actions(
                     .mkfile(&f.path, mode, text.as_bytes().to_vec(), own)
             }
             Contents::Local(rel) => {
-                let src = local(ctx, rel, f.span);
+                let src = local(ctx, f.context.as_ref(), rel, f.span);
                 let opts = CopyOpts {
                     owner: own,
                     mode: Some(mode),
@@ -230,10 +230,28 @@ pub(crate) fn storage_actions(
     (fa, leftover)
 }
 
-/// One file or directory of the build context. When it is a symbolic link, the client sends
-/// its target too (inside the context: a link out of it is still not found), so the copy that
-/// follows the link finds it.
-pub(crate) fn local(ctx: &Ctx, rel: &str, span: Span) -> State {
+/// One file or directory of the build context, or of the named build context `context`
+/// (`--build-context NAME=…`: a directory, or an image whose filesystem holds `rel`). When it
+/// is a symbolic link, the client sends its target too (inside the context: a link out of it
+/// is still not found), so the copy that follows the link finds it.
+pub(crate) fn local(ctx: &Ctx, context: Option<&Spanned<String>>, rel: &str, span: Span) -> State {
+    if let Some(name) = context {
+        // The build checked that every named context was given (build::finish).
+        if let Some(src) = ctx.opts.contexts.get(&name.value) {
+            let what = if src.is_image() {
+                format!("[context {}] {}", name.value, rel)
+            } else {
+                format!("[context {}] load {rel}", name.value)
+            };
+            return src.state(
+                &name.value,
+                &[rel.to_string()],
+                &ctx.opts.platform,
+                ctx.opts.image_resolve_mode,
+                ctx.meta(what, Some(span)),
+            );
+        }
+    }
     let opts = LocalOpts {
         session_id: ctx.opts.session_id.clone(),
         include_patterns: vec![rel.to_string()],
@@ -449,11 +467,23 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         resolve_mode: ctx.opts.image_resolve_mode,
         platform: Some(ctx.opts.platform.clone()),
     };
-    let mut base = State::image_with(
-        &from.value,
-        image_opts,
-        ctx.meta(format!("[os] from {}", from.value), Some(from.span)),
-    );
+    let mut base = match &ctx.opts.base_context {
+        None => State::image_with(
+            &from.value,
+            image_opts,
+            ctx.meta(format!("[os] from {}", from.value), Some(from.span)),
+        ),
+        Some(src) => src.state(
+            &crate::contexts::familiar_name(&from.value),
+            &[],
+            &ctx.opts.platform,
+            ctx.opts.image_resolve_mode,
+            ctx.meta(
+                format!("[os] from {} (build context)", from.value),
+                Some(from.span),
+            ),
+        ),
+    };
     let mut has_path = false;
     for (k, v) in &ctx.opts.base_env {
         has_path |= k == "PATH";

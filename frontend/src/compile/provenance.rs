@@ -176,11 +176,13 @@ fn packages_layer(ctx: &Ctx, os: &State) -> State {
 /// components (downloaded ones carry their sha256 in the spec).
 fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
     let k = spec.kubernetes.as_ref()?;
-    let locals: Vec<(&str, &str, _)> = k
+    let locals: Vec<(&str, &str, _, _)> = k
         .components
         .iter()
         .filter_map(|c| match &c.source {
-            ComponentSource::Local(rel) => Some((c.name.as_str(), rel.as_str(), c.span)),
+            ComponentSource::Local(rel) => {
+                Some((c.name.as_str(), rel.as_str(), c.span, c.context.as_ref()))
+            }
             ComponentSource::Http { .. } => None,
         })
         .collect();
@@ -192,7 +194,7 @@ fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
     // Component names are [a-z0-9._-] and sums hex: nothing to escape in the JSON. A source
     // that is missing or not a regular file fails its install step, which says why.
     let mut script = format!("set -eu\nmkdir -p {dir}\nf={file}\nsep=\nprintf '{{' >\"$f\"\n");
-    for (i, (name, rel, _)) in locals.iter().enumerate() {
+    for (i, (name, rel, _, _)) in locals.iter().enumerate() {
         let path = quote(&format!("/in/{i}/{rel}"));
         script += &format!(
             "if [ -f {path} ]; then set -- $(sha256sum <{path}); printf '%s\\n  \"%s\": \"%s\"' \"$sep\" {name} \"$1\" >>\"$f\"; sep=,; fi\n",
@@ -207,13 +209,13 @@ fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
         .network(NetMode::None)
         .readonly_root()
         .mount(Mount::scratch("/out"));
-    for (i, (_, rel, span)) in locals.iter().enumerate() {
+    for (i, (_, rel, span, context)) in locals.iter().enumerate() {
         exec = exec.mount(Mount::readonly(
-            &super::os::local(ctx, rel, *span),
+            &super::os::local(ctx, *context, rel, *span),
             format!("/in/{i}"),
         ));
     }
-    let names: Vec<&str> = locals.iter().map(|(n, _, _)| *n).collect();
+    let names: Vec<&str> = locals.iter().map(|(n, _, _, _)| *n).collect();
     ctx.tools_image("provenance")
         .run(
             exec,

@@ -230,6 +230,38 @@ impl Bridge {
         Ok((resp.digest, resp.config))
     }
 
+    /// Resolves an image in an OCI layout the client serves (a `--build-context` given as
+    /// `oci-layout://`): `image_ref` is `<name>@<digest>`, `store` the id the client serves the
+    /// layout's content store under in `session`.
+    pub async fn resolve_oci_layout_config(
+        &self,
+        image_ref: &str,
+        platform: Option<&pb::Platform>,
+        session: &str,
+        store: &str,
+        log_name: String,
+    ) -> Result<(String, Vec<u8>), GatewayError> {
+        let req = gw::ResolveImageConfigRequest {
+            r#ref: image_ref.to_owned(),
+            platform: platform.cloned(),
+            log_name,
+            resolver_type: 1,
+            session_id: session.to_owned(),
+            store_id: store.to_owned(),
+            ..gw::ResolveImageConfigRequest::default()
+        };
+        let resp = self
+            .client
+            .clone()
+            .resolve_image_config(req)
+            .await
+            .map_err(|s| {
+                GatewayError::rpc(format!("cannot resolve {image_ref} in the OCI layout"), s)
+            })?
+            .into_inner();
+        Ok((resp.digest, resp.config))
+    }
+
     /// Ends the run with a result: solves `def` with the client's cache sources (BuildKit's
     /// `Return` only accepts ids of refs it handed out, and applies no cache import of its own)
     /// and returns it with `metadata` (e.g. `containerimage.config`).

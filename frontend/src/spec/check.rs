@@ -95,6 +95,33 @@ pub(crate) fn simple_name(s: &str) -> Check {
     }
 }
 
+/// The name of a build context (`--build-context NAME=…`), as buildx accepts it: lowercase
+/// letters, digits, `.`, `_`, `-` and `/`, an optional `:tag`.
+pub(crate) fn context_name(s: &str) -> Check {
+    let (name, tag) = s.split_once(':').unwrap_or((s, ""));
+    let part_ok = |p: &str, extra: &[char]| {
+        p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && p.chars().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || "._-".contains(c)
+                    || extra.contains(&c)
+            })
+    };
+    let tag_ok = tag.is_empty()
+        || tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if part_ok(name, &['/']) && tag_ok && !s.ends_with(':') {
+        return Ok(());
+    }
+    Err(Problem::new(format!(
+        "expected the name of a build context (lowercase letters, digits, `.`, `_`, `-`, `/`, an optional `:tag`), got {}",
+        Shown(s)
+    ))
+    .help("name it as given to `docker buildx build --build-context NAME=…`"))
+}
+
 /// Lexically normalized absolute form of `s`, if it has one (`..` resolved, `.`, `//` and
 /// trailing `/` removed).
 pub(crate) fn normalize_abs(s: &str) -> Option<String> {
@@ -683,6 +710,12 @@ mod tests {
     #[test]
     fn names() {
         assert!(simple_name("node-1.a_b").is_ok());
+        for good in ["kube", "debian:bookworm", "my/ctx", "a.b-c_d:v1.2"] {
+            assert!(context_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Kube", "a b", ":x", "x:", "-a", "a:b:c"] {
+            assert!(context_name(bad).is_err(), "{bad}");
+        }
         assert!(simple_name("9").is_ok());
         for bad in ["", "-x", "Node", "a b", ".x", "é"] {
             assert!(simple_name(bad).is_err(), "{bad}");

@@ -187,7 +187,7 @@ const SECRET: &[&str] = &["id", "target", "env"];
 const RUN: &[&str] = &["command", "secrets"];
 const STORAGE: &[&str] = &["files", "directories", "links"];
 const FILE: &[&str] = &["path", "mode", "user", "group", "overwrite", "contents"];
-const CONTENTS: &[&str] = &["inline", "local", "source", "verification"];
+const CONTENTS: &[&str] = &["inline", "local", "context", "source", "verification"];
 const DIRECTORY: &[&str] = &["path", "mode", "user", "group"];
 const LINK: &[&str] = &["path", "target", "hard", "overwrite"];
 const SYSTEMD: &[&str] = &["units"];
@@ -212,7 +212,9 @@ const KUBERNETES: &[&str] = &[
     "sysctl",
     "modules",
 ];
-const COMPONENT: &[&str] = &["name", "url", "sha256", "local", "dest", "mode", "extract"];
+const COMPONENT: &[&str] = &[
+    "name", "url", "sha256", "local", "context", "dest", "mode", "extract",
+];
 const DISK: &[&str] = &["size", "firmware", "bootloader", "filesystem", "formats"];
 
 impl Cx<'_> {
@@ -887,15 +889,42 @@ impl Cx<'_> {
         file.user = self.owner(&f, "user");
         file.group = self.owner(&f, "group");
         if let Some(n) = f.get("contents") {
-            file.contents = self.contents(n, &f.path("contents"));
+            (file.contents, file.context) = self.contents(n, &f.path("contents"));
         }
         file
     }
 
-    fn contents(&mut self, node: &Node, path: &str) -> Contents {
+    /// `context: NAME` beside `local:` (a component or contents): the named build context the
+    /// path is read from.
+    fn context(&mut self, f: &Fields) -> Option<Spanned<String>> {
+        f.get("context")?;
+        let name = self.field(
+            f,
+            "context",
+            "the name of a build context (--build-context NAME=…)",
+            check::context_name,
+        );
+        if f.get("local").is_none() {
+            self.error(
+                &f.path("context"),
+                f.key_span("context").unwrap_or(f.span),
+                "`context` names the build context a `local` path is read from, and there is no `local` here",
+            );
+            return None;
+        }
+        name
+    }
+
+    /// The contents and, with `context:`, the named build context of its `local` path.
+    fn contents(&mut self, node: &Node, path: &str) -> (Contents, Option<Spanned<String>>) {
         let Some(f) = self.map(node, path, CONTENTS) else {
-            return Contents::default();
+            return (Contents::default(), None);
         };
+        let context = self.context(&f);
+        (self.contents_of(&f, path), context)
+    }
+
+    fn contents_of(&mut self, f: &Fields, path: &str) -> Contents {
         let given: Vec<&str> = ["inline", "local", "source"]
             .into_iter()
             .filter(|k| f.get(k).is_some())
@@ -1340,6 +1369,7 @@ impl Cx<'_> {
             "a path in the build context",
             check::local_path,
         );
+        let context = self.context(&f);
         let extract = self.bool(&f, "extract").unwrap_or(false);
         let mode = self.mode(&f, "mode");
         let dest = self.field(&f, "dest", "an absolute path", check::abs_path);
@@ -1400,6 +1430,7 @@ impl Cx<'_> {
             span: node.span,
             name: name?.value,
             source,
+            context,
             dest: dest.map(|d| d.value),
             mode,
             extract,

@@ -116,6 +116,10 @@ pub struct File {
     pub group: Option<Owner>,
     pub overwrite: bool,
     pub contents: Contents,
+    /// The named build context `contents.local` is read from (`contents.context`); `None`
+    /// reads the main build context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,6 +234,10 @@ pub struct Component {
     /// `[a-z0-9][a-z0-9._-]*`, unique among components.
     pub name: String,
     pub source: ComponentSource,
+    /// The named build context a `local` source is read from (`--build-context NAME=…`);
+    /// `None` reads the main build context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Spanned<String>>,
     /// Absolute and normalized when given.
     pub dest: Option<String>,
     pub mode: Option<u32>,
