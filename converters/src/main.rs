@@ -47,12 +47,57 @@ enum Command {
     /// packages.json, components.json). Runs in the tools image for `--sbom=true`.
     #[command(hide = true)]
     ProvenanceSbom(ProvenanceSbomArgs),
+    /// (Build step) Write the inline contents of one layer of a spec, one file per content
+    /// (`f<i>` for `storage.files[i]`) and plan.json saying where each goes. Runs in the tools
+    /// image with the spec file mounted read-only.
+    #[command(hide = true)]
+    InlineContents(InlineContentsArgs),
+    /// (Build step) Write contents extracted by `inline-contents` into a layer: each replaces
+    /// what is at its path, with its mode and owner. Runs in the tools image with the layer
+    /// mounted.
+    #[command(hide = true)]
+    InlineApply(InlineApplyArgs),
     /// Pack a Kubernetes layer (directory) as a systemd system extension image
     /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
     Sysext(SysextArgs),
     /// Run a spec's `tests:` (checks.json from the frontend) against a node rootfs, reading
     /// it without executing anything; exits 1 with one line per failed check.
     Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct InlineContentsArgs {
+    /// The spec file.
+    #[arg(long)]
+    spec: PathBuf,
+    /// The spec's name in diagnostics.
+    #[arg(long)]
+    name: String,
+    /// `os` or `kubernetes`.
+    #[arg(long)]
+    layer: String,
+    /// sha256 of the contents the frontend expects (see the frontend's `compile::inline`).
+    #[arg(long)]
+    sha256: String,
+    /// The directory to write the contents into.
+    #[arg(long)]
+    output: PathBuf,
+    /// A build arg the spec's `${VAR}` references need. Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+}
+
+#[derive(Args)]
+struct InlineApplyArgs {
+    /// The extracted contents (plan.json and the files it names).
+    #[arg(long)]
+    from: PathBuf,
+    /// The layer's root.
+    #[arg(long)]
+    root: PathBuf,
+    /// SOURCE_DATE_EPOCH: the time of the written files and the directories they change.
+    #[arg(long)]
+    epoch: Option<i64>,
 }
 
 #[derive(Args)]
@@ -154,6 +199,13 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(&args),
         Command::ProvenancePackages(args) => provenance_packages(&args),
         Command::ProvenanceSbom(args) => provenance_sbom(&args),
+        Command::InlineContents(args) => inline_contents(&args),
+        Command::InlineApply(args) => {
+            nodestamp_converters::inline_apply::apply(&args.from, &args.root, args.epoch).map(|n| {
+                println!("{n} inline contents written");
+                ExitCode::SUCCESS
+            })
+        }
         Command::Sysext(args) => sysext(&args),
         Command::Verify(args) => verify(&args),
     };
@@ -198,8 +250,16 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         (args.spec.display().to_string(), bytes)
     };
     let source = String::from_utf8_lossy(&bytes);
+    let mut definition_bytes = None;
     let (diags, valid) = match spec::load(&name, &bytes, &vars) {
-        Ok(loaded) => (spec::Diagnostics(loaded.warnings), true),
+        Ok(loaded) => {
+            let (size, err) = nodestamp_frontend::size::check_offline(&loaded.spec, &bytes);
+            definition_bytes = Some(size);
+            let mut all = loaded.warnings;
+            let valid = err.is_none();
+            all.extend(err);
+            (spec::Diagnostics(all), valid)
+        }
         Err(diags) => (diags, false),
     };
     let warnings = diags.warnings().count();
@@ -210,6 +270,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
                 "valid": valid,
                 "errors": diags.errors().count(),
                 "warnings": warnings,
+                "definition_bytes": definition_bytes,
                 "diagnostics": diags.to_json(),
             });
             let mut out = std::io::stdout().lock();
@@ -255,6 +316,53 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
         }
         OutputFormat::Text => print!("{}", found.to_text()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inline_contents(args: &InlineContentsArgs) -> Result<ExitCode> {
+    use nodestamp_frontend::compile::inline;
+    let layer = inline::Layer::parse(&args.layer)
+        .with_context(|| format!("--layer {:?}: expected os or kubernetes", args.layer))?;
+    let vars = build_args(&args.build_args)?;
+    let bytes =
+        std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
+    let loaded = match spec::load(&args.name, &bytes, &vars) {
+        Ok(l) => l,
+        Err(diags) => bail!(
+            "{} does not load here as it did in the frontend:\n{diags}",
+            args.name
+        ),
+    };
+    let blobs = inline::blobs(&loaded.spec, layer);
+    let found = inline::digest(&blobs);
+    if found != args.sha256 {
+        bail!(
+            "the {} layer's inline contents read here (sha256 {found}) are not those the \
+             frontend compiled (sha256 {}): the tools image's nodestamp reads {} differently; \
+             use a tools image of the same version as the frontend (NODESTAMP_TOOLS_IMAGE)",
+            layer.as_str(),
+            args.sha256,
+            args.name
+        );
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    for b in &blobs {
+        let path = args.output.join(&b.name);
+        std::fs::write(&path, b.contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let plan = inline::Plan {
+        files: blobs.iter().map(|b| b.entry.clone()).collect(),
+    };
+    let path = args.output.join(inline::PLAN_FILE);
+    std::fs::write(&path, serde_json::to_vec(&plan)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "{} inline contents of the {} layer, {} bytes",
+        blobs.len(),
+        layer.as_str(),
+        inline::total(&blobs)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

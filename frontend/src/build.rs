@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
 
+use crate::compile::inline::SpecSource;
 use crate::compile::provenance::BuildInfo;
 use crate::compile::{CompileOptions, NoCache, Target, compile_target};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -33,6 +34,9 @@ pub struct Request {
     pub filename: String,
     pub source: Vec<u8>,
     pub build_args: BTreeMap<String, String>,
+    /// Where the engine holds the spec file (see [`spec_source`]); `None` keeps every
+    /// content in the definition.
+    pub spec_source: Option<SpecSource>,
 }
 
 /// Build args that set proxies for package installs and downloads.
@@ -95,6 +99,35 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
         filename: filename.into(),
         source: source.to_vec(),
         build_args,
+        spec_source: None,
+    })
+}
+
+/// Where the engine holds the spec file, from the definition the frontend read it with: its
+/// local source (name and attributes), the file's name in it and the build args the spec's
+/// `${VAR}` references need. `None` when the spec came from anything but one local source (a
+/// git or http context): the graph then keeps every content in the definition.
+pub fn spec_source(def: &pb::Definition, req: &Request) -> Option<SpecSource> {
+    let ops = llb_graph::decode_ops(def).ok()?;
+    let mut sources = ops.ops.values().filter_map(|op| match &op.op {
+        Some(pb::op::Op::Source(s)) => Some(s),
+        _ => None,
+    });
+    let (Some(src), None) = (sources.next(), sources.next()) else {
+        return None;
+    };
+    let local_name = src.identifier.strip_prefix("local://")?;
+    let used = spec::referenced_names(&String::from_utf8_lossy(&req.source));
+    Some(SpecSource {
+        local_name: local_name.to_owned(),
+        attrs: src.attrs.clone(),
+        filename: req.filename.clone(),
+        build_args: req
+            .build_args
+            .iter()
+            .filter(|(k, _)| used.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     })
 }
 
@@ -191,6 +224,7 @@ pub fn finish(
             base_digest: base.map(|(d, _)| d.to_string()),
             build_args: req.build_args.clone(),
         }),
+        spec_source: req.spec_source.clone(),
     };
     let state = compile_target(&req.spec, &req.source, &opts, &req.target);
     let definition = state.marshal().map_err(|e| {
@@ -198,6 +232,16 @@ pub fn finish(
             "internal error: cannot marshal the build graph: {e}"
         ))
     })?;
+    let has_source = req.spec_source.is_some();
+    if let Some(d) = crate::size::check(&req.spec, prost::Message::encoded_len(&definition), &|l| {
+        crate::compile::inline::extracted(&req.spec, l, has_source)
+    }) {
+        return Err(diagnostics_error(
+            &req.filename,
+            &req.source,
+            &Diagnostics(vec![d]),
+        ));
+    }
     let target_name = req.target.kind();
     let config = image_config(
         &req.spec,

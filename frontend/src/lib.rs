@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod image;
 pub mod packages;
 pub mod sbom;
+pub mod size;
 pub mod spec;
 pub mod subrequests;
 pub mod time;

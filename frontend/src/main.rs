@@ -122,7 +122,8 @@ async fn build_flow(bridge: &Bridge, env: &FrontendEnv) -> Result<BuildResult, F
     let platform = pong.target_platform(env)?;
     let spec_file = bridge.read_spec(env, &pong.caps).await?;
     let (filename, spec) = (&spec_file.filename, &spec_file.data);
-    let request = build::parse(env, filename, spec)?;
+    let mut request = build::parse(env, filename, spec)?;
+    request.spec_source = build::spec_source(&spec_file.definition, &request);
     subrequests::show_warnings(bridge, &pong.caps, &spec_file, &request.warnings).await;
     let base = contexts::resolve_base(bridge, env, &request, &platform).await?;
     build::finish(

@@ -450,12 +450,24 @@ impl State {
         };
         walk.def.def.push(result.encode_to_vec());
         if let Some(source) = walk.def.source.as_mut() {
+            let mut lines: Vec<Vec<(u32, u32)>> = vec![Vec::new(); walk.sources.len()];
+            for locs in source.locations.values() {
+                for l in &locs.locations {
+                    if let Some(v) = lines.get_mut(l.source_index as usize) {
+                        v.extend(l.ranges.iter().map(|r| {
+                            let line = |p: Option<pb::Position>| p.map_or(0, |p| p.line as u32);
+                            (line(r.start), line(r.end))
+                        }));
+                    }
+                }
+            }
             source.infos = walk
                 .sources
                 .iter()
-                .map(|s| pb::SourceInfo {
+                .zip(&lines)
+                .map(|(s, lines)| pb::SourceInfo {
                     filename: s.filename.clone(),
-                    data: s.data.clone(),
+                    data: crate::meta::trim_source(&s.data, lines),
                     definition: None,
                     language: s.language.clone(),
                 })

@@ -18,6 +18,43 @@ impl SourceMap {
     }
 }
 
+/// Above this size a source file is sent with only the lines its locations point at (and a
+/// few around them): the definition must fit in one gRPC message, and a spec of many
+/// megabytes would fill it with lines no error shows.
+pub const FULL_SOURCE_MAX: usize = 64 * 1024;
+
+/// Lines kept before and after each location, and at most this many from its start and end.
+const CONTEXT: u32 = 5;
+const RANGE_HEAD: u32 = 20;
+
+/// `data` with every line not near one of `ranges` (1-based `(start, end)` lines) emptied:
+/// line numbers stay right, and BuildKit still prints the lines around an error. Data up to
+/// [`FULL_SOURCE_MAX`] bytes is kept whole.
+pub(crate) fn trim_source(data: &[u8], ranges: &[(u32, u32)]) -> Vec<u8> {
+    if data.len() <= FULL_SOURCE_MAX {
+        return data.to_vec();
+    }
+    let mut keep: Vec<(u32, u32)> = Vec::new();
+    for &(start, end) in ranges {
+        let end = end.max(start);
+        keep.push((
+            start.saturating_sub(CONTEXT),
+            end.min(start + RANGE_HEAD) + CONTEXT,
+        ));
+        keep.push((end.saturating_sub(CONTEXT), end + CONTEXT));
+    }
+    let mut out = Vec::with_capacity(data.len().min(1 << 20));
+    for (i, line) in data.split_inclusive(|b| *b == b'\n').enumerate() {
+        let n = i as u32 + 1;
+        if keep.iter().any(|(a, b)| (*a..=*b).contains(&n)) {
+            out.extend_from_slice(line);
+        } else if line.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// A range in a [`SourceMap`]: 1-based lines, 0-based characters (BuildKit's convention).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceRange {
@@ -59,5 +96,30 @@ impl Meta {
     pub fn group(mut self, id: impl Into<String>, name: impl Into<String>) -> Self {
         self.progress_group = Some((id.into(), name.into()));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_sources_are_kept_whole() {
+        let data = b"a\nb\nc\n";
+        assert_eq!(trim_source(data, &[]), data);
+    }
+
+    #[test]
+    fn large_sources_keep_the_lines_near_locations() {
+        let line = format!("{}\n", "x".repeat(99));
+        let data = line.repeat(2000).into_bytes();
+        let out = trim_source(&data, &[(100, 100), (1000, 1500)]);
+        let lines: Vec<&[u8]> = out.split(|b| *b == b'\n').collect();
+        // Same number of lines, so locations still point at the right ones.
+        assert_eq!(lines.len(), 2001);
+        let kept: Vec<usize> = (0..2000).filter(|i| !lines[*i].is_empty()).collect();
+        let want: Vec<usize> = (94..105).chain(994..1025).chain(1494..1505).collect();
+        assert_eq!(kept, want);
+        assert!(out.len() < 10_000, "{}", out.len());
     }
 }

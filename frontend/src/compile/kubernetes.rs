@@ -107,12 +107,14 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         let text: String = k.modules.iter().map(|m| format!("{}\n", m.value)).collect();
         extra.push((MODULES_FILE, 0o644, text.into_bytes()));
     }
+    // Large inline contents come from the spec file in the engine, not the definition.
+    let inline = super::inline::extract(ctx, spec, super::inline::Layer::Kubernetes);
     let (config_fa, leftover) = if has_config {
         let mut fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
         if !k.systemd.units.is_empty() {
             fa = unit_files(ctx, &k.systemd, UNIT_DIR);
         }
-        storage_actions(ctx, &k.storage, fa, &extra, unit_links)
+        storage_actions(ctx, &k.storage, fa, &extra, unit_links, inline.is_some())
     } else {
         (FileActions::new(), Vec::new())
     };
@@ -199,14 +201,21 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
             .or(k.systemd.units.first().map(|u| u.span))
             .or(k.sysctl.first().map(|(key, _)| key.span))
             .or(k.modules.first().map(|m| m.span));
-        let mut config = State::scratch().file(
-            config_fa,
-            at_copies(
+        let meta = ctx.meta(name("configuration and units".into()), span);
+        let inline_meta = llb_graph::Meta {
+            name: meta.name.as_ref().map(|n| format!("{n}: inline contents")),
+            ..meta.clone()
+        };
+        let mut config = State::scratch().file(config_fa, at_copies(ctx, meta, &k.storage));
+        if let Some(extracted) = &inline {
+            config = super::inline::apply(
                 ctx,
-                ctx.meta(name("configuration and units".into()), span),
-                &k.storage,
-            ),
-        );
+                &config,
+                extracted,
+                inline_meta,
+                super::inline::Layer::Kubernetes,
+            );
+        }
         if tools_step {
             // Engines without symlink file actions: the frontend's own tools image writes the
             // links; with SOURCE_DATE_EPOCH it also fixes every entry's time. The OS is not

@@ -13,6 +13,7 @@
 
 pub mod checks;
 pub mod disk;
+pub mod inline;
 mod kubernetes;
 mod os;
 pub mod provenance;
@@ -143,6 +144,9 @@ pub struct CompileOptions {
     pub base_context: Option<crate::contexts::ContextSource>,
     /// The named build contexts that `context:` fields of the spec name, by that name.
     pub contexts: BTreeMap<String, crate::contexts::ContextSource>,
+    /// Where the engine holds the spec file; large inline contents are read from it there
+    /// ([`inline`]). `None` keeps every content in the definition.
+    pub spec_source: Option<inline::SpecSource>,
 }
 
 impl Default for CompileOptions {
@@ -161,6 +165,7 @@ impl Default for CompileOptions {
             provenance: None,
             base_context: None,
             contexts: BTreeMap::new(),
+            spec_source: None,
         }
     }
 }

@@ -139,13 +139,16 @@ pub(crate) struct Ln {
 }
 
 /// File actions for a layer's `storage` (directories, files, extra generated files; links when
-/// the engine has symlink file actions), returning the links left for a `run` step.
+/// the engine has symlink file actions), returning the links left for a `run` step. With
+/// `skip_inline`, inline files are left out: a step writes them from the spec file in the
+/// engine (see [`super::inline`]).
 pub(crate) fn storage_actions(
     ctx: &Ctx,
     storage: &spec::Storage,
     mut fa: FileActions,
     extra_files: &[(&str, u32, Vec<u8>)],
     extra_links: Vec<Ln>,
+    skip_inline: bool,
 ) -> (FileActions, Vec<Ln>) {
     let mut made: Vec<String> = Vec::new();
     for d in &storage.directories {
@@ -171,6 +174,9 @@ pub(crate) fn storage_actions(
         fa = fa.mkfile(*path, *mode, data.clone(), ChownOpt::default());
     }
     for f in &storage.files {
+        if skip_inline && matches!(f.contents, Contents::Inline(_)) {
+            continue;
+        }
         fa = mkparents(fa, &f.path);
         let mode = f.mode.unwrap_or(0o644);
         let own = owner(&f.user, &f.group);
@@ -568,6 +574,8 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             .collect();
         format!("{}\n", args.join(" ")).into_bytes()
     });
+    // Large inline contents come from the spec file in the engine, not the definition.
+    let inline = super::inline::extract(ctx, spec, super::inline::Layer::Os);
     let storage = &os.storage;
     if cmdline.is_some()
         || !storage.files.is_empty()
@@ -595,17 +603,34 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     .collect();
                 let epoch = ctx.opts.source_date_epoch;
                 let fa = FileActions::new().timestamp(epoch);
-                let (fa, links) = storage_actions(ctx, storage, fa, &extra, Vec::new());
+                let (fa, links) =
+                    storage_actions(ctx, storage, fa, &extra, Vec::new(), inline.is_some());
                 let modes = special_modes(storage);
+                let inline_meta = llb_graph::Meta {
+                    name: meta.name.as_ref().map(|n| format!("{n}: inline contents")),
+                    ..meta.clone()
+                };
+                // Large inline contents: written by the tools image after the file actions.
+                let with_inline = |st: State| match &inline {
+                    None => st,
+                    Some(extracted) => super::inline::apply(
+                        ctx,
+                        &st,
+                        extracted,
+                        inline_meta.clone(),
+                        super::inline::Layer::Os,
+                    ),
+                };
                 if epoch.is_some() && on_scratch(storage) {
                     let layer = State::scratch().file(fa, at_copies(ctx, meta.clone(), storage));
+                    let layer = with_inline(layer);
                     return epoch_layer(ctx, &st, &layer, &links, &modes, &meta);
                 }
                 let links_meta = llb_graph::Meta {
                     name: meta.name.as_ref().map(|n| format!("{n}: links and modes")),
                     ..meta.clone()
                 };
-                let st = st.file(fa, at_copies(ctx, meta, storage));
+                let st = with_inline(st.file(fa, at_copies(ctx, meta, storage)));
                 if links.is_empty() && modes.is_empty() {
                     st
                 } else {
@@ -721,7 +746,7 @@ fn build_mounts(ctx: &Ctx, build: &spec::Build) -> Vec<Mount> {
         ..spec::Storage::default()
     };
     let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
-    let (fa, _) = storage_actions(ctx, &storage, fa, &[], Vec::new());
+    let (fa, _) = storage_actions(ctx, &storage, fa, &[], Vec::new(), false);
     let paths: Vec<&str> = build.files.iter().map(|f| f.path.as_str()).collect();
     let meta = ctx.meta(
         format!("[os] build-time files: {}", paths.join(" ")),

@@ -52,7 +52,7 @@ impl Pong {
 }
 
 /// The spec as read by [`Bridge::read_spec`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SpecFile {
     /// The file name, for diagnostics.
     pub filename: String,
@@ -60,6 +60,8 @@ pub struct SpecFile {
     /// The digest of the vertex that loaded it (`[internal] load build definition from …`):
     /// warnings about the spec are shown with it.
     pub vertex: String,
+    /// The definition it was read from: the build graph can read the file again there.
+    pub definition: pb::Definition,
 }
 
 /// An in-toto attestation of the result: the predicate is the file at `path` in the result of
@@ -174,7 +176,8 @@ impl Bridge {
 
     /// Reads the spec the way the Dockerfile frontend reads its Dockerfile: from a `dockerfile`
     /// frontend input when one was passed (unless `dockerfilekey` is set), otherwise from the
-    /// client's `dockerfile` local source, transferring only the spec file.
+    /// client's `dockerfile` local source, transferring only the spec file. Also returns the definition it
+    /// was read from (the graph can read the file again there).
     pub async fn read_spec(
         &self,
         env: &FrontendEnv,
@@ -187,7 +190,7 @@ impl Bridge {
         }
         let def = def.unwrap_or_else(|| local_spec_definition(env));
         let vertex = head_vertex(&def).unwrap_or_default();
-        let ref_id = self.solve(def).await.map_err(|e| match e {
+        let ref_id = self.solve(def.clone()).await.map_err(|e| match e {
             GatewayError::Rpc {
                 message, status, ..
             } => GatewayError::Rpc {
@@ -202,6 +205,7 @@ impl Bridge {
             filename,
             data,
             vertex,
+            definition: def,
         })
     }
 

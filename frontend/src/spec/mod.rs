@@ -28,6 +28,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use crate::diag::{Diagnostic, Diagnostics, Pos, Severity, Span, Spanned};
+pub use vars::referenced_names;
 pub use yaml::{MAX_DEPTH, MAX_NODES, MAX_SIZE};
 
 /// A whole spec.

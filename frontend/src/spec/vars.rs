@@ -146,6 +146,24 @@ pub(crate) fn substitute(
     }
 }
 
+/// Every name that a `${NAME}` or `${NAME:-default}` in `text` may refer to (a `$${NAME}`
+/// literal is listed too: a superset is all callers need).
+pub fn referenced_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        rest = &rest[i + 2..];
+        let end = rest
+            .find(|c: char| c != '_' && !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        if valid_name(&rest[..end]) {
+            out.insert(rest[..end].to_owned());
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -177,6 +195,13 @@ mod tests {
         assert_eq!(substitute("echo $HOME $", &v).unwrap(), "echo $HOME $");
         assert_eq!(substitute("a$$$$b", &v).unwrap(), "a$$b");
         assert_eq!(substitute("é${A}é", &v).unwrap(), "é1é");
+    }
+
+    #[test]
+    fn lists_referenced_names() {
+        let names = referenced_names("a ${A} ${B:-x} $HOME $${C} ${1x} ${ ${D");
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(names, ["A", "B", "C", "D"]);
     }
 
     #[test]
