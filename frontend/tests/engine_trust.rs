@@ -194,7 +194,12 @@ fn the_kubernetes_layer_and_the_node_are_reproducible_across_a_cache_prune() {
     for (target, a, _) in &targets {
         let (ok, log) = build(&spec, target, Some(a), &args, &ctx);
         assert!(ok, "{log}");
-        assert!(log.contains("links: "), "the links step should run:\n{log}");
+        // Engines without symlink file actions make the links in a step of their own.
+        if common::engine().has_symlink_file_action() {
+            assert!(!log.contains("links: "), "a links step ran:\n{log}");
+        } else {
+            assert!(log.contains("links: "), "the links step should run:\n{log}");
+        }
     }
     let out = docker(&["buildx", "prune", "-af"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -27,8 +27,30 @@ pub fn components_context() -> PathBuf {
     dir
 }
 
+/// Where hack/setup unpacks the minimum engine (hack/lib.sh `ENGINE_MIN_ROOT`).
+pub const ENGINE_MIN_ROOT: &str = "/opt/nodestamp/engine-min";
+/// The minimum engine's dockerd socket (hack/lib.sh `ENGINE_MIN_RUN`).
+pub const ENGINE_MIN_HOST: &str = "unix:///run/nodestamp-min/docker.sock";
+
+/// A `docker` command for the engine `NODESTAMP_ENGINE` names (`current`, the default, or
+/// `min`), as hack/lib.sh `use_engine` selects it: for `min`, its docker CLI, socket and
+/// client configuration (whose cli-plugins hold its buildx). When the environment already
+/// points at the engine (hack/test exports it), this changes nothing.
+pub fn docker_command() -> Command {
+    match std::env::var("NODESTAMP_ENGINE").as_deref() {
+        Ok("min") => {
+            let mut cmd = Command::new(format!("{ENGINE_MIN_ROOT}/bin/docker"));
+            cmd.env("DOCKER_HOST", ENGINE_MIN_HOST)
+                .env("DOCKER_CONFIG", format!("{ENGINE_MIN_ROOT}/config"));
+            cmd
+        }
+        Ok("current") | Err(_) => Command::new("docker"),
+        Ok(other) => panic!("unknown NODESTAMP_ENGINE {other:?} (accepted: current, min)"),
+    }
+}
+
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
+    docker_command()
         .args(args)
         .output()
         .expect("cannot run docker")
@@ -187,4 +209,114 @@ pub fn cached_work_steps(log: &str) -> Vec<(String, bool)> {
 pub fn prune_build_cache() {
     let out = docker(&["buildx", "prune", "-af"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The engine the tests run against, as the engine itself reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Engine {
+    /// The daemon's version (`docker version`), e.g. `28.5.2+dfsg4`.
+    pub docker: String,
+    /// The buildx client's `(major, minor)` (`docker buildx version`).
+    pub buildx: (u32, u32),
+    /// BuildKit's `(major, minor)`: from `docker buildx inspect`, or — when the daemon's build
+    /// does not stamp it (Debian's reports `v0.0.0+unknown`) — from the BuildKit release the
+    /// Docker release vendors.
+    pub buildkit: (u32, u32),
+}
+
+impl Engine {
+    /// BuildKit ≥ 0.19 has the native symlink file action (`file.symlink.create`); older
+    /// engines get the frontend's fallback step.
+    pub fn has_symlink_file_action(&self) -> bool {
+        self.buildkit >= (0, 19)
+    }
+
+    /// How `docker buildx build` prints a failed build's error line: buildx 0.13.1 prints
+    /// `ERROR: failed to solve: <message>`, buildx 0.29.1 prefixes `failed to build: ` (both
+    /// observed; versions in between are assumed to have the prefix from 0.20 on).
+    pub fn solve_error(&self, message: &str) -> String {
+        if self.buildx >= (0, 20) {
+            format!("ERROR: failed to build: failed to solve: {message}")
+        } else {
+            format!("ERROR: failed to solve: {message}")
+        }
+    }
+}
+
+/// Asks the engine (`docker version`, `docker buildx inspect`) which one it is; cached.
+pub fn engine() -> &'static Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let out = docker(&["version", "--format", "{{.Server.Version}}"]);
+        assert!(out.status.success(), "docker version: {}", text(&out));
+        let docker_version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let out = docker(&["buildx", "inspect"]);
+        assert!(
+            out.status.success(),
+            "docker buildx inspect: {}",
+            text(&out)
+        );
+        let stamped = text(&out)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("BuildKit version:"))
+            .and_then(|v| major_minor(v.trim().trim_start_matches('v')))
+            .filter(|&v| v != (0, 0));
+        let buildkit = stamped
+            .or_else(|| buildkit_of_docker(&docker_version))
+            .unwrap_or_else(|| {
+                panic!("cannot tell the BuildKit version of Docker {docker_version}")
+            });
+        let out = docker(&["buildx", "version"]);
+        assert!(
+            out.status.success(),
+            "docker buildx version: {}",
+            text(&out)
+        );
+        // "github.com/docker/buildx 0.29.1+ds1 0.29.1+ds1-4"
+        let buildx = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| major_minor(v.trim_start_matches('v')))
+            .unwrap_or_else(|| panic!("cannot read the buildx version: {}", text(&out)));
+        let engine = Engine {
+            docker: docker_version,
+            buildx,
+            buildkit,
+        };
+        eprintln!(
+            "engine: Docker {}, BuildKit {}.{}, buildx {}.{}",
+            engine.docker, engine.buildkit.0, engine.buildkit.1, engine.buildx.0, engine.buildx.1
+        );
+        engine
+    })
+}
+
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The BuildKit minor release each Docker Engine release vendors (moby's `vendor.mod`).
+pub fn buildkit_of_docker(docker: &str) -> Option<(u32, u32)> {
+    let minor = match major_minor(docker)? {
+        (26, _) => 13,
+        (27, 0) => 14,
+        (27, 1..=2) => 15,
+        (27, 3) => 16,
+        (27, 4) => 17,
+        (27, _) => 18,
+        (28, m) => 20 + m.min(5),
+        _ => return None,
+    };
+    Some((0, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docker_releases_map_to_their_buildkit() {
+        assert_eq!(super::buildkit_of_docker("26.1.5+dfsg1"), Some((0, 13)));
+        assert_eq!(super::buildkit_of_docker("28.5.2+dfsg4"), Some((0, 25)));
+        assert_eq!(super::buildkit_of_docker("25.0.0"), None);
+    }
 }
