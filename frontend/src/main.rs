@@ -60,8 +60,10 @@ async fn run() -> ExitCode {
             )
             .await
         {
-            // Solving the result failed (e.g. an invalid definition): report it as the error.
-            Err(e @ GatewayError::Rpc { .. }) => Err(FrontendError::from(e)),
+            // Building the result failed: report it as the error (with its spec lines).
+            Err(e @ (GatewayError::Rpc { .. } | GatewayError::Build(_))) => {
+                Err(FrontendError::from(e))
+            }
             other => other.map_err(FrontendError::from),
         },
         Err(e) => Err(e),

@@ -138,7 +138,21 @@ impl Bridge {
         def: pb::Definition,
         cache_imports: &[CacheImport],
     ) -> Result<String, GatewayError> {
-        let req = solve_request(def, cache_imports);
+        self.solve_evaluated(def, cache_imports, false).await
+    }
+
+    /// [`solve_with_cache`](Self::solve_with_cache), building the result now when `evaluate`
+    /// is set.
+    async fn solve_evaluated(
+        &self,
+        def: pb::Definition,
+        cache_imports: &[CacheImport],
+        evaluate: bool,
+    ) -> Result<String, GatewayError> {
+        let req = gw::SolveRequest {
+            evaluate,
+            ..solve_request(def, cache_imports)
+        };
         let resp = self
             .client
             .clone()
@@ -269,6 +283,8 @@ impl Bridge {
     /// Ends the run with a result: solves `def` with the client's cache sources (BuildKit's
     /// `Return` only accepts ids of refs it handed out, and applies no cache import of its own)
     /// and returns it with `metadata` (e.g. `containerimage.config`).
+    /// The result is built here rather than after `Return`, so that a failing step's error
+    /// can be given the spec lines the engine may not find itself ([`super::solve_failure`]).
     pub async fn return_result(
         &self,
         def: pb::Definition,
@@ -288,7 +304,15 @@ impl Bridge {
         metadata: BTreeMap<String, Vec<u8>>,
         attestations: Vec<ResultAttestation>,
     ) -> Result<(), GatewayError> {
-        let id = self.solve_with_cache(def, cache_imports).await?;
+        let id = match self.solve_evaluated(def.clone(), cache_imports, true).await {
+            Ok(id) => id,
+            Err(GatewayError::Rpc { status, .. }) => {
+                return Err(GatewayError::Build(Box::new(super::solve_failure(
+                    &def, &status,
+                ))));
+            }
+            Err(e) => return Err(e),
+        };
         let mut by_platform: BTreeMap<String, gw::Attestations> = BTreeMap::new();
         for a in attestations {
             let ref_id = self.solve_with_cache(a.definition, cache_imports).await?;

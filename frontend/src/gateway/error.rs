@@ -53,6 +53,9 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     MissingCap(#[from] MissingCapError),
+    /// Building the result failed in the engine; the error names the spec lines when known.
+    #[error("{0}")]
+    Build(Box<FrontendError>),
 }
 
 impl GatewayError {
@@ -104,6 +107,9 @@ pub struct SpecLocation {
 pub struct FrontendError {
     pub message: String,
     pub location: Option<SpecLocation>,
+    /// Details of the engine's own error, passed on unchanged (`type_url`, `value`): the
+    /// failing vertex, the exec's exit code, …
+    pub details: Vec<(String, Vec<u8>)>,
 }
 
 impl FrontendError {
@@ -112,6 +118,7 @@ impl FrontendError {
         FrontendError {
             message: message.into(),
             location: None,
+            details: Vec::new(),
         }
     }
 
@@ -129,19 +136,23 @@ impl FrontendError {
                 data: data.into(),
                 ranges,
             }),
+            details: Vec::new(),
         }
     }
 
     /// The `google.rpc.Status` handed to BuildKit's `Return` call.
     pub fn to_status(&self) -> rpc::Status {
         let details = self
-            .location
-            .as_ref()
-            .map(|loc| prost_types::Any {
+            .details
+            .iter()
+            .map(|(type_url, value)| prost_types::Any {
+                type_url: type_url.clone(),
+                value: value.clone(),
+            })
+            .chain(self.location.as_ref().map(|loc| prost_types::Any {
                 type_url: SOURCE_TYPE_URL.to_owned(),
                 value: source_detail_json(loc),
-            })
-            .into_iter()
+            }))
             .collect();
         rpc::Status {
             code: CODE_UNKNOWN,
@@ -153,7 +164,10 @@ impl FrontendError {
 
 impl From<GatewayError> for FrontendError {
     fn from(err: GatewayError) -> Self {
-        FrontendError::new(err.to_string())
+        match err {
+            GatewayError::Build(e) => *e,
+            other => FrontendError::new(other.to_string()),
+        }
     }
 }
 

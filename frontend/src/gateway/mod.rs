@@ -14,6 +14,7 @@ mod cache;
 mod caps;
 mod env;
 mod error;
+mod failure;
 mod transport;
 
 pub use bridge::{Bridge, Pong, ResultAttestation, SpecFile, single_op_definition};
@@ -24,3 +25,4 @@ pub use env::{
     ImageResolveMode, SbomRequest, parse_platform,
 };
 pub use error::{FrontendError, GatewayError, SOURCE_TYPE_URL, SourceRange, SpecLocation};
+pub use failure::{locate as locate_failure, solve_failure};
