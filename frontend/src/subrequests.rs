@@ -618,7 +618,13 @@ pub fn lint(
             location: location(diagnostics.errors().filter_map(|d| d.span)),
         }),
     };
-    let mut text = String::new();
+    // What buildx ≥ 0.15 prints from result.json; older clients print this text as it is.
+    let mut text = match warnings.len() {
+        0 if build_error.is_none() => "Check complete, no warnings found.\n".to_owned(),
+        0 => String::new(),
+        1 => "Check complete, 1 warning has been found!\n".to_owned(),
+        n => format!("Check complete, {n} warnings have been found!\n"),
+    };
     for (w, json) in diagnostics.warnings().zip(&warnings) {
         text.push_str(&format!("\nWARNING: {}\n{}\n", json.rule_name, json.detail));
         if let Some(span) = w.span {

@@ -271,6 +271,12 @@ fn lint_names_every_warning_by_rule_with_its_range() {
     assert_eq!(v["sources"][0]["language"], "YAML");
     let text = text_of(&md);
     assert!(
+        text.starts_with(
+            "Check complete, 7 warnings have been found!\n\nWARNING: DuplicatePackage\n"
+        ),
+        "{text}"
+    );
+    assert!(
         text.contains(
             "\nWARNING: DecimalMode\nos.storage.files[0].mode: mode 644 has no leading 0, so it is \
              decimal 644 (octal 01204), not octal 0644 (write 0644 if you meant octal; a leading 0 \
@@ -289,7 +295,7 @@ fn lint_of_a_clean_spec_is_status_0() {
     let v = json_of(&md);
     assert_eq!(v["warnings"], json!([]));
     assert!(v.get("buildError").is_none());
-    assert_eq!(text_of(&md), "");
+    assert_eq!(text_of(&md), "Check complete, no warnings found.\n");
 }
 
 #[test]
