@@ -11,7 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    Images, build, cached_work_steps, layers, prune_build_cache, unique_tag, work_steps, write_spec,
+    Images, build, cached_work_steps, docker, layers, prune_build_cache, text, unique_tag,
+    work_steps, write_spec,
 };
 
 /// A build context with the cache spec (under the frontend's `# syntax=` line) and its
@@ -226,4 +227,79 @@ fn a_node_with_os_packages_is_reproducible_across_a_prune() {
         differ.is_empty(),
         "layers {differ:?} differ:\n{la:?}\n{lb:?}"
     );
+}
+
+/// The lines of `log` that mention `needle`, without BuildKit's step numbers (`#12 `), which
+/// differ between a Dockerfile and a spec build.
+fn lines_about(log: &str, needle: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(
+            |l| match l.strip_prefix('#').and_then(|r| r.split_once(' ')) {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => l.to_string(),
+            },
+        )
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn an_unusable_cache_source_is_reported_as_for_a_dockerfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_context(dir.path());
+    let id = run_id("unusable");
+    let df_dir = dir.path().join("dockerfile");
+    std::fs::create_dir_all(&df_dir).unwrap();
+    std::fs::write(
+        df_dir.join("Dockerfile"),
+        "FROM debian:bookworm\nRUN true\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("no-such-cache");
+    let missing = missing.to_str().unwrap();
+    // A registry reference nothing answers for (port 9 on the loopback: connection refused).
+    let unknown_ref = "127.0.0.1:9/nodestamp/no-such-cache:1";
+    for (source, needle) in [
+        (format!("type=local,src={missing}"), missing),
+        (format!("type=registry,ref={unknown_ref}"), unknown_ref),
+    ] {
+        let out = docker(&[
+            "buildx",
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &source,
+            df_dir.to_str().unwrap(),
+        ]);
+        let df_log = text(&out);
+        let (ok, log) = build(
+            &spec,
+            "node",
+            None,
+            &["--build-arg", &id, "--cache-from", &source],
+            dir.path(),
+        );
+        assert_eq!(
+            ok,
+            out.status.success(),
+            "{source}: the Dockerfile build {} and the spec build {}:\n{df_log}\n{log}",
+            if out.status.success() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            if ok { "succeeded" } else { "failed" }
+        );
+        let (df_lines, lines) = (lines_about(&df_log, needle), lines_about(&log, needle));
+        assert!(
+            !df_lines.is_empty(),
+            "{source}: the Dockerfile build says nothing of it:\n{df_log}"
+        );
+        assert_eq!(
+            df_lines, lines,
+            "{source}: reported differently:\n{df_log}\n{log}"
+        );
+    }
 }
