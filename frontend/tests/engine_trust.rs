@@ -63,6 +63,16 @@ fn a_missing_package_fails_showing_its_spec_line() {
         "{log}"
     );
     shows_line(&log, "missing-package.yaml", 7, "nodestamp-no-such-package");
+    // The error line names the step and its spec line, not the generated install script.
+    let error = common::engine().solve_error(
+        "missing-package.yaml:7: step [os 1/1] install packages: nodestamp-no-such-package failed: exit code: 100",
+    );
+    assert!(log.contains(&error), "no {error:?} in:\n{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("ERROR:") && l.contains("apt-get")),
+        "the error line quotes the script:\n{log}"
+    );
 }
 
 #[test]

@@ -31,20 +31,66 @@ pub fn solve_failure(def: &pb::Definition, status: &tonic::Status) -> FrontendEr
     let has_source = details
         .iter()
         .any(|d| SOURCE_TYPE_SUFFIXES.iter().any(|s| d.type_url.ends_with(s)));
-    let location = if has_source {
-        None
-    } else {
-        locate(def, &details)
-    };
+    let failed = failing_op(def, &details);
+    let at = failed.as_deref().and_then(|d| location_of(def, d));
+    let name = failed.as_deref().and_then(|d| step_name(def, d));
     FrontendError {
-        message: status.message().to_owned(),
-        location,
-        details: details.into_iter().map(|d| (d.type_url, d.value)).collect(),
+        message: user_message(status.message(), name, at.as_ref()),
+        // BuildKit's own source, when it found it, is not repeated.
+        location: if has_source { None } else { at },
+        // Passed on: the failing vertex and BuildKit's own source. Not the exec's exit code
+        // (`gatewayapi.ExitMessage`: with it the gateway may report the frontend process as the
+        // one that failed, "failed to run Build function"), the op dump or the stack traces.
+        details: details
+            .into_iter()
+            .filter(|d| {
+                d.type_url.ends_with(VERTEX_TYPE_SUFFIX)
+                    || SOURCE_TYPE_SUFFIXES.iter().any(|s| d.type_url.ends_with(s))
+            })
+            .map(|d| (d.type_url, d.value))
+            .collect(),
     }
 }
 
 /// The spec location of the op of `def` that the error `details` name, if any.
 pub fn locate(def: &pb::Definition, details: &[prost_types::Any]) -> Option<SpecLocation> {
+    location_of(def, &failing_op(def, details)?)
+}
+
+/// BuildKit's message for a failed exec quotes the whole command line, for a generated step
+/// the whole script: `process "/bin/sh -c set -eu\n…" did not complete successfully: exit code:
+/// 100`. The user's message names the step and its spec line instead, and keeps the outcome;
+/// the tool's own output is in the step's log, which the client prints above the error.
+/// Other messages (a checksum mismatch, …) are the engine's, unchanged.
+fn user_message(engine: &str, step: Option<&str>, at: Option<&SpecLocation>) -> String {
+    const DID_NOT_COMPLETE: &str = "\" did not complete successfully: ";
+    let (Some(step), true) = (step, engine.starts_with("process \"")) else {
+        return engine.to_owned();
+    };
+    let Some(i) = engine.rfind(DID_NOT_COMPLETE) else {
+        return engine.to_owned();
+    };
+    let outcome = &engine[i + DID_NOT_COMPLETE.len()..];
+    match at.and_then(|l| Some((l, l.ranges.first()?))) {
+        Some((l, r)) => format!(
+            "{}:{}: step {step} failed: {outcome}",
+            l.filename, r.start_line
+        ),
+        None => format!("step {step} failed: {outcome}"),
+    }
+}
+
+/// The progress name the frontend gave the op `digest`.
+fn step_name<'a>(def: &'a pb::Definition, digest: &str) -> Option<&'a str> {
+    def.metadata
+        .get(digest)?
+        .description
+        .get("llb.customname")
+        .map(String::as_str)
+}
+
+/// The digest, in `def`, of the op the error `details` name.
+fn failing_op(def: &pb::Definition, details: &[prost_types::Any]) -> Option<String> {
     let source = def.source.as_ref()?;
     let json = |suffix: &str| -> Option<serde_json::Value> {
         let d = details.iter().find(|d| d.type_url.ends_with(suffix))?;
@@ -53,20 +99,23 @@ pub fn locate(def: &pb::Definition, details: &[prost_types::Any]) -> Option<Spec
     let by_digest = json(VERTEX_TYPE_SUFFIX)
         .and_then(|v| v.get("digest")?.as_str().map(str::to_owned))
         .filter(|d| source.locations.contains_key(d));
-    let digest = match by_digest {
-        Some(d) => d,
-        None => {
-            let failed = json(SOLVE_TYPE_SUFFIX)?;
-            let want = Fingerprint::of_json(failed.get("op")?)?;
-            let ops = llb_graph::decode_ops(def).ok()?;
-            ops.ops
-                .iter()
-                .filter(|(d, _)| source.locations.contains_key(&d.to_string()))
-                .find(|(_, op)| Fingerprint::of_op(op).as_ref() == Some(&want))
-                .map(|(d, _)| d.to_string())?
-        }
-    };
-    let locs = source.locations.get(&digest)?;
+    if by_digest.is_some() {
+        return by_digest;
+    }
+    let failed = json(SOLVE_TYPE_SUFFIX)?;
+    let want = Fingerprint::of_json(failed.get("op")?)?;
+    let ops = llb_graph::decode_ops(def).ok()?;
+    ops.ops
+        .iter()
+        .filter(|(d, _)| source.locations.contains_key(&d.to_string()))
+        .find(|(_, op)| Fingerprint::of_op(op).as_ref() == Some(&want))
+        .map(|(d, _)| d.to_string())
+}
+
+/// The spec ranges of the op `digest` of `def`.
+fn location_of(def: &pb::Definition, digest: &str) -> Option<SpecLocation> {
+    let source = def.source.as_ref()?;
+    let locs = source.locations.get(digest)?;
     let first = locs.locations.first()?;
     let info = source
         .infos
@@ -156,6 +205,30 @@ impl Fingerprint {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_process_is_named_by_its_step_and_spec_line() {
+        let script = "/bin/sh -c set -eu\napt-get install -y foo\n";
+        let engine = format!("process \"{script}\" did not complete successfully: exit code: 100");
+        let at = SpecLocation {
+            filename: "node.yaml".into(),
+            data: Vec::new(),
+            ranges: vec![SourceRange::line(7)],
+        };
+        let name = "[os 1/1] install packages: foo";
+        assert_eq!(
+            user_message(&engine, Some(name), Some(&at)),
+            "node.yaml:7: step [os 1/1] install packages: foo failed: exit code: 100"
+        );
+        assert_eq!(
+            user_message(&engine, Some(name), None),
+            "step [os 1/1] install packages: foo failed: exit code: 100"
+        );
+        // Without the step, or for another failure, the engine's message stays.
+        assert_eq!(user_message(&engine, None, Some(&at)), engine);
+        let mismatch = "digest mismatch sha256:aa: sha256:bb";
+        assert_eq!(user_message(mismatch, Some(name), Some(&at)), mismatch);
+    }
+
     use llb_graph::{Exec, Meta, SourceMap, SourceRange as Range, State};
 
     use super::*;
@@ -272,7 +345,10 @@ mod tests {
             status.encode_to_vec().into(),
         );
         let err = solve_failure(&def, &st);
-        assert_eq!(err.message, status.message);
+        assert_eq!(
+            err.message, status.message,
+            "not a process message: unchanged"
+        );
         assert_eq!(err.location, None, "BuildKit's own source is not repeated");
         let out = err.to_status();
         assert_eq!(out.details, vec![vertex.clone(), source]);
