@@ -41,6 +41,12 @@ fn check_reports_a_definition_over_the_limit_at_its_line() {
         "{stderr}"
     );
     assert!(stderr.contains("contents: { local: <path> }"), "{stderr}");
+    // Only the entry's first line is shown, not its 70,000.
+    assert!(
+        stderr.lines().count() < 20,
+        "{} lines",
+        stderr.lines().count()
+    );
 
     // The JSON report says the size too (hack/bench spec-size reads it).
     let out = nodestamp(&["check", "--format", "json", path.to_str().unwrap()]);

@@ -82,6 +82,10 @@ pub fn diagnostics_error(filename: &str, source: &[u8], diags: &Diagnostics) -> 
     if rs.is_empty() {
         FrontendError::new(message)
     } else {
+        // A spec of many megabytes is sent with only the lines near the errors: the error
+        // travels in one gRPC message too (BuildKit 0.13 refuses one over 4 MiB).
+        let lines: Vec<(u32, u32)> = rs.iter().map(|r| (r.start_line, r.end_line)).collect();
+        let source = llb_graph::trim_source(source, &lines);
         FrontendError::at(message, filename, source, rs)
     }
 }

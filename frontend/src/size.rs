@@ -156,22 +156,27 @@ pub fn check(spec: &Spec, size: usize, extracted: &dyn Fn(Layer) -> bool) -> Opt
         .sum::<usize>()
         .checked_div(entries.len())
         .unwrap_or(0);
+    // The first position only: buildx prints every line of the range, and an entry this big
+    // has tens of thousands.
+    let at = |span: Option<Span>| span.map(|s| Span::at(s.start));
     let d = match biggest {
         Some(p) if p.bytes * 2 > size => Diagnostic::error(
             &spec.file_name,
             &p.path,
-            p.span,
+            at(p.span),
             format!("{head}; this entry alone makes about {}", mib(p.bytes)),
         )
-        .with_help(
+        .with_help(if p.path.starts_with("os.run") {
+            "ship a long script as a file of the build context (an os.storage.files entry with \
+             `contents: { local: <path> }`) and run that file"
+        } else {
             "put large contents in a file of the build context and name it with \
-             `contents: { local: <path> }` (or a `run:` script's body in a file copied that way), \
-             so it travels with the context, not in the definition",
-        ),
+             `contents: { local: <path> }`: it travels with the context, not in the definition"
+        }),
         _ => Diagnostic::error(
             &spec.file_name,
             section,
-            entries.first().and_then(|p| p.span),
+            at(entries.first().and_then(|p| p.span)),
             format!(
                 "{head}; the {} entries of {section} make about {} of it",
                 entries.len(),

@@ -215,3 +215,35 @@ fn an_eight_megabyte_inline_file_builds() {
         text(&out)
     );
 }
+
+/// A definition still over BuildKit's limit (a 5 MB `run:` script, which stays in the
+/// definition) fails in the frontend, before BuildKit is asked, at the entry's spec line with
+/// the size and the limit — not with gRPC's "received message larger than max".
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn a_definition_over_the_limit_fails_at_its_spec_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!("      echo {}\n", "x".repeat(70)).repeat(70_000);
+    let path = write_spec(
+        dir.path(),
+        "node.yaml",
+        &format!(
+            "version: 1\nos:\n  from: debian:bookworm\n  run:\n    - echo small\n    - |\n{script}"
+        ),
+    );
+    let (ok, log) = build(Path::new(&path), "os", None, &[], dir.path());
+    assert!(!ok, "the build should fail");
+    // The spec has a `# syntax=` line first: the script starts on line 8.
+    assert!(
+        log.contains("node.yaml:8:7: os.run[1]: the build definition is 5.1 MiB"),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    assert!(log.contains("over the limit of 4128768 bytes"));
+    assert!(!log.contains("larger than max"));
+    assert!(
+        log.lines().count() < 200,
+        "{} lines of log",
+        log.lines().count()
+    );
+}

@@ -37,7 +37,7 @@ pub use exec::{CacheSharing, Exec, ExecState, Mount, NetMode};
 pub use file::{ChownOpt, CopyOpts, FileActions, Owner};
 pub use layers::Layer;
 pub use marshal::{DecodedOps, MarshalError, decode_ops};
-pub use meta::{Meta, SourceMap, SourceRange};
+pub use meta::{Meta, SourceMap, SourceRange, trim_source};
 pub use proto::pb;
 pub use source::{HttpOpts, ImageOpts, LocalOpts, ResolveMode, normalize_image_ref};
 pub use state::{Platform, State};

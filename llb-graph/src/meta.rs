@@ -30,7 +30,7 @@ const RANGE_HEAD: u32 = 20;
 /// `data` with every line not near one of `ranges` (1-based `(start, end)` lines) emptied:
 /// line numbers stay right, and BuildKit still prints the lines around an error. Data up to
 /// [`FULL_SOURCE_MAX`] bytes is kept whole.
-pub(crate) fn trim_source(data: &[u8], ranges: &[(u32, u32)]) -> Vec<u8> {
+pub fn trim_source(data: &[u8], ranges: &[(u32, u32)]) -> Vec<u8> {
     if data.len() <= FULL_SOURCE_MAX {
         return data.to_vec();
     }
