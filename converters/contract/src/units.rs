@@ -132,14 +132,16 @@ mod tests {
 
     #[test]
     fn nonsense_zero_overflow_and_odd_sizes_are_refused() {
-        for bad in ["", "GiB", "big", "-1GiB", "5XB", "0x10"] {
+        for bad in ["", "GiB", "big", "-1GiB", "-8GiB", "8 GiB", "5XB", "0x10"] {
             let e = parse_size(bad).unwrap_err();
             assert!(e.message.starts_with(ACCEPTED), "{bad}: {e}");
         }
-        assert_eq!(
-            parse_size("0").unwrap_err().message,
-            "the disk size must be larger than 0"
-        );
+        for zero in ["0", "0GiB"] {
+            assert_eq!(
+                parse_size(zero).unwrap_err().message,
+                "the disk size must be larger than 0"
+            );
+        }
         assert!(
             parse_size("99999999999999999999TiB")
                 .unwrap_err()

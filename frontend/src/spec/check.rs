@@ -965,46 +965,13 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
+    fn sizes_are_the_contract_parser_with_its_help() {
+        // The rules are tested with the parser (nodestamp_contract::units); here, that a
+        // refusal keeps its message and help as a diagnostic.
         assert_eq!(size("8GiB"), Ok(8 << 30));
-        assert_eq!(size("512MiB"), Ok(512 << 20));
-        assert_eq!(size("1TiB"), Ok(1 << 40));
-        assert_eq!(size("4KiB"), Ok(4096));
-        assert_eq!(size("8589934592"), Ok(8 << 30));
-        for bad in [
-            "8GB",
-            "8 GB",
-            "8G",
-            "8gib",
-            "1.5GiB",
-            "GiB",
-            "",
-            "0",
-            "0GiB",
-            "1000",
-            "-8GiB",
-            "8 GiB",
-            "99999999999TiB",
-            "999999999999999999999",
-        ] {
-            assert!(size(bad).is_err(), "{bad}");
-        }
         let p = size("8GB").unwrap_err();
         assert!(p.message.contains("KiB, MiB, GiB, TiB"));
         assert!(p.help.unwrap().starts_with("write 8GiB"));
-        assert!(
-            size("8 GB")
-                .unwrap_err()
-                .help
-                .unwrap()
-                .starts_with("write 8GiB")
-        );
-        assert!(
-            size("1.5GiB")
-                .unwrap_err()
-                .help
-                .unwrap()
-                .contains("1536MiB")
-        );
+        assert_eq!(size("0").unwrap_err().help, None);
     }
 }
