@@ -377,14 +377,19 @@ pub async fn resolve_base(
 mod tests {
     use super::*;
 
-    fn contexts(opts: &[&str]) -> NamedContexts {
+    /// The environment BuildKit gives a frontend with these options and session `sess`.
+    fn env(opts: &[&str]) -> FrontendEnv {
         let mut vars: Vec<(String, String)> = opts
             .iter()
             .enumerate()
             .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string()))
             .collect();
         vars.push(("BUILDKIT_SESSION_ID".into(), "sess".into()));
-        NamedContexts::from_env(&FrontendEnv::from_vars(vars))
+        FrontendEnv::from_vars(vars)
+    }
+
+    fn contexts(opts: &[&str]) -> NamedContexts {
+        NamedContexts::from_env(&env(opts))
     }
 
     fn amd64() -> pb::Platform {
@@ -462,13 +467,7 @@ mod tests {
         opts: &[&str],
         spec: &str,
     ) -> Result<(Option<ContextSource>, BTreeMap<String, ContextSource>), FrontendError> {
-        let mut vars: Vec<(String, String)> = opts
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string()))
-            .collect();
-        vars.push(("BUILDKIT_SESSION_ID".into(), "sess".into()));
-        let env = FrontendEnv::from_vars(vars);
+        let env = env(opts);
         let req = crate::build::parse(&env, "node.yaml", spec.as_bytes()).unwrap();
         for_request(&req, &env, &amd64())
     }
