@@ -15,6 +15,7 @@ pub mod error;
 pub mod fat;
 pub mod formats;
 pub mod gpt;
+pub mod images;
 pub mod inline_apply;
 pub mod inspect;
 pub mod plan;
