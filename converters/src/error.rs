@@ -23,9 +23,13 @@ pub enum ConvertError {
     )]
     NoInitrd { version: String },
     #[error(
-        "the rootfs has no systemd-boot: expected {path} (install the systemd-boot-efi package in the node)"
+        "the rootfs has no systemd-boot: expected /usr/lib/systemd/boot/efi/systemd-bootx64.efi (amd64) or systemd-bootaa64.efi (arm64) (install the systemd-boot-efi package in the node)"
     )]
-    NoSystemdBoot { path: &'static str },
+    NoSystemdBoot,
+    #[error(
+        "the rootfs has systemd-boot for more than one architecture ({found}): the disk's architecture is the one of its systemd-boot, so keep only that one in /usr/lib/systemd/boot/efi"
+    )]
+    SeveralSystemdBoots { found: String },
     #[error(
         "disk size {requested} is too small for this rootfs: it needs at least {needed} (use --size {needed_arg} or larger)",
         requested = crate::plan::human(*requested),

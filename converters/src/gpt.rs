@@ -99,6 +99,8 @@ impl fmt::Debug for Guid {
 pub const TYPE_ESP: Guid = Guid::parse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
 /// Linux root (x86-64), from the Discoverable Partitions Specification.
 pub const TYPE_ROOT_X86_64: Guid = Guid::parse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
+/// Linux root (64-bit ARM/AArch64), from the Discoverable Partitions Specification.
+pub const TYPE_ROOT_ARM64: Guid = Guid::parse("b921b045-1df0-41c3-af44-4c6f280d3fae");
 
 /// CRC-32 (IEEE 802.3, reflected), as GPT uses.
 pub fn crc32(data: &[u8]) -> u32 {

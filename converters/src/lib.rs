@@ -10,6 +10,7 @@
 //! ```
 //! [`convert`] is the entry point; tools run through a [`tools::Runner`].
 
+pub mod arch;
 pub mod checks;
 pub mod error;
 pub mod fat;
@@ -30,6 +31,7 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+pub use arch::Arch;
 pub use error::ConvertError;
 pub use formats::Format;
 pub use plan::DiskPlan;

@@ -11,8 +11,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::arch::Arch;
 use crate::error::ConvertError;
-use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_ESP, TYPE_ROOT_X86_64};
+use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_ESP};
 use crate::tar::Totals;
 
 pub const MIB: u64 = 1 << 20;
@@ -23,8 +24,6 @@ pub const DEFAULT_ESP_SIZE: u64 = 256 * MIB;
 pub const ROOT_LABEL: &str = "root";
 /// Volume label of the ESP.
 pub const ESP_LABEL: &str = "ESP";
-/// Where systemd-boot lives in the node's rootfs (package `systemd-boot-efi`).
-pub const SYSTEMD_BOOT: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 /// Time used for everything the converter creates when `SOURCE_DATE_EPOCH` is not set:
 /// 2024-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: i64 = 1_704_067_200;
@@ -82,6 +81,9 @@ pub struct EspFile {
 /// The kernel, initrd and systemd-boot found in the rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFiles {
+    /// The architecture of the systemd-boot found: it decides the ESP's file names and the
+    /// root partition type.
+    pub arch: Arch,
     pub kernel_version: String,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -108,6 +110,8 @@ pub struct DiskPlan {
 
 impl DiskPlan {
     /// Lays out a disk of `size` bytes (a whole number of MiB, at least ESP + root minimum).
+    /// The root partition has the x86-64 type until [`DiskPlan::with_boot`] sets the
+    /// architecture of the boot files.
     pub fn new(name: &str, seed: &str, size: u64, esp_size: u64, epoch: i64) -> DiskPlan {
         let ids = Ids::derive(seed);
         let esp = Partition {
@@ -120,7 +124,7 @@ impl DiskPlan {
         let root_offset = MIB + esp_size;
         let root = Partition {
             name: "root",
-            type_guid: TYPE_ROOT_X86_64,
+            type_guid: Arch::X86_64.root_partition_type(),
             guid: ids.root_partition,
             offset: root_offset,
             size: size.saturating_sub(root_offset + MIB),
@@ -189,9 +193,10 @@ impl DiskPlan {
         if id.is_empty() { "node".into() } else { id }
     }
 
-    /// Adds the ESP contents: systemd-boot (as the removable-media default loader and under
-    /// `EFI/systemd`), the kernel and initrd, `loader.conf` and one boot entry.
-    /// `kernel_arguments` wins over the rootfs's `/etc/kernel/cmdline`.
+    /// Adds the ESP contents: systemd-boot (as the removable-media default loader of its
+    /// architecture and under `EFI/systemd`), the kernel and initrd, `loader.conf` and one boot
+    /// entry, and gives the root partition its architecture's type (Discoverable Partitions
+    /// Specification). `kernel_arguments` wins over the rootfs's `/etc/kernel/cmdline`.
     pub fn with_boot(mut self, boot: &BootFiles, kernel_arguments: Option<&str>) -> DiskPlan {
         let args = kernel_arguments
             .map(str::to_string)
@@ -209,9 +214,13 @@ impl DiskPlan {
             path,
             source: EspSource::File(p.clone()),
         };
+        self.root.type_guid = boot.arch.root_partition_type();
         self.esp_files = vec![
-            file("EFI/BOOT/BOOTX64.EFI".into(), &boot.systemd_boot),
-            file("EFI/systemd/systemd-bootx64.efi".into(), &boot.systemd_boot),
+            file(boot.arch.removable_loader(), &boot.systemd_boot),
+            file(
+                format!("EFI/systemd/{}", boot.arch.systemd_boot_name()),
+                &boot.systemd_boot,
+            ),
             file(format!("{id}/vmlinuz-{v}"), &boot.kernel),
             file(format!("{id}/initrd.img-{v}"), &boot.initrd),
             EspFile {
@@ -364,6 +373,7 @@ mod tests {
 
     fn boot() -> BootFiles {
         BootFiles {
+            arch: Arch::X86_64,
             kernel_version: "6.1.0-27-amd64".into(),
             kernel: "/r/boot/vmlinuz-6.1.0-27-amd64".into(),
             initrd: "/r/boot/initrd.img-6.1.0-27-amd64".into(),
@@ -383,7 +393,42 @@ mod tests {
         assert_eq!(g.partitions[0].first_lba, 2048);
         assert_eq!(g.partitions[1].last_lba, (8 * GIB - MIB) / 512 - 1);
         assert!(g.partitions[1].last_lba <= g.last_usable());
-        assert_eq!(g.partitions[1].type_guid, TYPE_ROOT_X86_64);
+        assert_eq!(g.partitions[1].type_guid, crate::gpt::TYPE_ROOT_X86_64);
+    }
+
+    #[test]
+    fn arm64_boot_files_give_arm64_names_and_root_type() {
+        let boot = BootFiles {
+            arch: Arch::Aarch64,
+            kernel_version: "6.1.0-27-arm64".into(),
+            kernel: "/r/boot/vmlinuz-6.1.0-27-arm64".into(),
+            initrd: "/r/boot/initrd.img-6.1.0-27-arm64".into(),
+            systemd_boot: "/r/usr/lib/systemd/boot/efi/systemd-bootaa64.efi".into(),
+            cmdline: Some("console=ttyAMA0\n".into()),
+        };
+        let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0).with_boot(&boot, None);
+        let paths: Vec<&str> = p.esp_files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths[..4],
+            [
+                "EFI/BOOT/BOOTAA64.EFI",
+                "EFI/systemd/systemd-bootaa64.efi",
+                "n/vmlinuz-6.1.0-27-arm64",
+                "n/initrd.img-6.1.0-27-arm64",
+            ]
+        );
+        assert_eq!(
+            p.esp_files[0].source,
+            EspSource::File(boot.systemd_boot.clone())
+        );
+        assert_eq!(p.root.type_guid, crate::gpt::TYPE_ROOT_ARM64);
+        assert_eq!(p.gpt().partitions[1].type_guid, crate::gpt::TYPE_ROOT_ARM64);
+        assert_eq!(p.gpt().partitions[0].type_guid, TYPE_ESP);
+        // The same seed gives the same identifiers whatever the architecture.
+        let x = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_boot(&super::tests::boot(), None);
+        assert_eq!(x.ids, p.ids);
+        assert_eq!(x.root.type_guid, crate::gpt::TYPE_ROOT_X86_64);
     }
 
     #[test]

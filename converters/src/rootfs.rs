@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::ConvertOptions;
+use crate::arch::Arch;
 use crate::error::ConvertError;
 use crate::inspect::{BUILD_JSON, PROVENANCE_FILES};
-use crate::plan::{self, BootFiles, DiskPlan, SYSTEMD_BOOT};
+use crate::plan::{self, BootFiles, DiskPlan};
 use crate::progress::Progress;
 use crate::tar::{self as tarstream, Capture, Entry, EntryKind, Totals};
 use crate::tools::{self, Invocation, Runner};
@@ -327,7 +328,8 @@ struct Captured {
     dir: PathBuf,
     kernels: Vec<String>,
     initrds: Vec<String>,
-    systemd_boot: bool,
+    /// The architectures whose systemd-boot the rootfs has, in the order seen.
+    systemd_boots: Vec<Arch>,
     cmdline: bool,
     /// debugfs commands for the extract path: ctime (and, when not root, ownership) as in
     /// the tar, which extraction cannot reproduce.
@@ -386,9 +388,11 @@ impl Captured {
         } else if let Some(v) = e.path.strip_prefix("boot/initrd.img-") {
             self.initrds.push(v.to_string());
             format!("initrd.img-{v}")
-        } else if e.path == SYSTEMD_BOOT || e.path == SYSTEMD_BOOT.trim_start_matches("usr/") {
-            self.systemd_boot = true;
-            "systemd-bootx64.efi".to_string()
+        } else if let Some(arch) = Arch::of_systemd_boot_path(&e.path) {
+            if !self.systemd_boots.contains(&arch) {
+                self.systemd_boots.push(arch);
+            }
+            arch.systemd_boot_name()
         } else if e.path == "etc/kernel/cmdline" {
             self.cmdline = true;
             "cmdline".to_string()
@@ -427,16 +431,13 @@ impl Captured {
 
     fn boot_files(&self) -> Result<BootFiles, ConvertError> {
         let v = plan::pick_kernel(&self.kernels, &self.initrds)?;
-        if !self.systemd_boot {
-            return Err(ConvertError::NoSystemdBoot {
-                path: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
-            });
-        }
+        let arch = one_arch(&self.systemd_boots)?;
         Ok(BootFiles {
+            arch,
             kernel: self.dir.join(format!("vmlinuz-{v}")),
             initrd: self.dir.join(format!("initrd.img-{v}")),
             kernel_version: v,
-            systemd_boot: self.dir.join("systemd-bootx64.efi"),
+            systemd_boot: self.dir.join(arch.systemd_boot_name()),
             cmdline: if self.cmdline {
                 fs::read_to_string(self.dir.join("cmdline")).ok()
             } else {
@@ -467,7 +468,7 @@ fn from_tar(
         dir: boot_dir,
         kernels: Vec::new(),
         initrds: Vec::new(),
-        systemd_boot: false,
+        systemd_boots: Vec::new(),
         cmdline: false,
         fixups: None,
         root: is_root(),
@@ -648,6 +649,23 @@ fn file_in_root(root: &Path, rel: &str) -> Option<PathBuf> {
     (canon.starts_with(&canon_root) && fs::metadata(&canon).ok()?.is_file()).then_some(canon)
 }
 
+/// The disk's architecture: the one systemd-boot was found for.
+fn one_arch(found: &[Arch]) -> Result<Arch, ConvertError> {
+    match found {
+        [] => Err(ConvertError::NoSystemdBoot),
+        [a] => Ok(*a),
+        several => Err(ConvertError::SeveralSystemdBoots {
+            found: several
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|a| a.oci_name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 /// Finds the kernel, initrd, systemd-boot and `/etc/kernel/cmdline` in a rootfs directory.
 pub fn boot_files_in_dir(root: &Path) -> Result<BootFiles, ConvertError> {
     let mut kernels = Vec::new();
@@ -667,11 +685,18 @@ pub fn boot_files_in_dir(root: &Path) -> Result<BootFiles, ConvertError> {
         }
     }
     let v = plan::pick_kernel(&kernels, &initrds)?;
-    let systemd_boot = file_in_root(root, SYSTEMD_BOOT).ok_or(ConvertError::NoSystemdBoot {
-        path: "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
-    })?;
+    let found: Vec<(Arch, PathBuf)> = Arch::ALL
+        .into_iter()
+        .filter_map(|a| file_in_root(root, &a.systemd_boot_path()).map(|p| (a, p)))
+        .collect();
+    let arch = one_arch(&found.iter().map(|(a, _)| *a).collect::<Vec<_>>())?;
+    let systemd_boot = found
+        .into_iter()
+        .find_map(|(a, p)| (a == arch).then_some(p))
+        .ok_or(ConvertError::NoSystemdBoot)?;
     let cmdline = file_in_root(root, "etc/kernel/cmdline").and_then(|p| fs::read_to_string(p).ok());
     Ok(BootFiles {
+        arch,
         kernel: root.join("boot").join(format!("vmlinuz-{v}")),
         initrd: root.join("boot").join(format!("initrd.img-{v}")),
         kernel_version: v,

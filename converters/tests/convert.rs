@@ -578,3 +578,104 @@ fn unknown_format() {
         "{err}"
     );
 }
+
+// ---- architectures: the disk follows the architecture of the rootfs's systemd-boot ----
+
+/// The fixture rootfs with an arm64 systemd-boot instead of the x86-64 one.
+fn arm64_rootfs(root: &Path) {
+    fixture_rootfs(root, true, true, false);
+    fs::create_dir_all(root.join("usr/lib/systemd/boot/efi")).unwrap();
+    fs::write(
+        root.join("usr/lib/systemd/boot/efi/systemd-bootaa64.efi"),
+        b"MZ fixture arm64 systemd-boot",
+    )
+    .unwrap();
+}
+
+fn arm64_disk_from(name: &str, input: impl FnOnce(&Path) -> Input) {
+    let dir = scratch(name);
+    arm64_rootfs(&dir.join("rootfs"));
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let o = opts(vec![out(&dir.join("out"), Format::Raw)]);
+    let report = convert(input(&dir), &o, &mut SystemRunner, &mut Quiet).unwrap();
+    let raw = dir.join("out/fixture.raw");
+    let part = sh(Command::new("sgdisk").args(["-i", "2"]).arg(&raw));
+    assert!(
+        part.contains("B921B045-1DF0-41C3-AF44-4C6F280D3FAE"),
+        "root partition type is Linux root (arm64): {part}"
+    );
+    let esp = dir.join("esp.img");
+    sh(Command::new("dd")
+        .arg(format!("if={}", raw.display()))
+        .arg(format!("of={}", esp.display()))
+        .arg("bs=1M")
+        .arg(format!("skip={}", report.plan.esp.offset >> 20))
+        .arg(format!("count={}", report.plan.esp.size >> 20))
+        .arg("status=none"));
+    let mtype = |p: &str| {
+        Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&esp)
+            .arg(format!("::{p}"))
+            .output()
+            .unwrap()
+    };
+    for p in [
+        "/EFI/BOOT/BOOTAA64.EFI",
+        "/EFI/systemd/systemd-bootaa64.efi",
+    ] {
+        let o = mtype(p);
+        assert!(o.status.success(), "{p} on the ESP");
+        assert_eq!(o.stdout, b"MZ fixture arm64 systemd-boot", "{p}");
+    }
+    for p in ["/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi"] {
+        assert!(!mtype(p).status.success(), "no {p} on an arm64 ESP");
+    }
+}
+
+#[test]
+fn arm64_directory_gives_an_arm64_disk() {
+    arm64_disk_from("arm64-dir", |d| Input::Dir(d.join("rootfs")));
+}
+
+#[test]
+fn arm64_tar_stream_gives_an_arm64_disk() {
+    arm64_disk_from("arm64-tar", |d| {
+        make_tar(&d.join("rootfs"), &d.join("rootfs.tar"));
+        Input::TarStream(Box::new(fs::File::open(d.join("rootfs.tar")).unwrap()))
+    });
+}
+
+#[test]
+fn rootfs_with_systemd_boot_for_two_architectures() {
+    for tar in [false, true] {
+        let (err, _) = expect_failure(
+            if tar {
+                "two-sdboots-tar"
+            } else {
+                "two-sdboots-dir"
+            },
+            |d| {
+                arm64_rootfs(&d.join("rootfs"));
+                fs::write(
+                    d.join("rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
+                    b"MZ",
+                )
+                .unwrap();
+                if tar {
+                    make_tar(&d.join("rootfs"), &d.join("rootfs.tar"));
+                    Input::TarFile(d.join("rootfs.tar"))
+                } else {
+                    Input::Dir(d.join("rootfs"))
+                }
+            },
+            |_| {},
+        );
+        assert!(
+            matches!(err, ConvertError::SeveralSystemdBoots { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("(amd64, arm64)"), "{err}");
+    }
+}
