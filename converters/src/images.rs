@@ -676,22 +676,11 @@ pub fn normalize_ref(r: &str) -> Result<String, RefError> {
     Ok(out)
 }
 
-/// A file name for the image in the node (`/var/lib/nodestamp/images/<this>.tar`), unique per
-/// normalised reference and readable.
+/// The file name (without extension) of the image in the node, from its normalised reference:
+/// `/` becomes `+` and `:` becomes `=`, characters no reference has, so two references never
+/// share a name (`docker.io+library+pause=3.10`).
 pub fn file_stem(normalized: &str) -> String {
-    let base = normalized.split('@').next().unwrap_or(normalized);
-    let readable: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let h = hex(Sha256::digest(normalized.as_bytes()).as_slice());
-    format!("{readable}-{}", &h[..8])
+    normalized.replace('/', "+").replace(':', "=")
 }
 
 /// Where a node keeps its image archives (read by the first-boot import and `nodestamp verify`).
@@ -1039,9 +1028,16 @@ mod tests {
 
     #[test]
     fn file_stems_differ_per_reference() {
-        let a = file_stem("registry.k8s.io/pause:3.10");
-        assert!(a.starts_with("registry.k8s.io_pause_3.10-"), "{a}");
-        assert_ne!(a, file_stem("registry.k8s.io/pause:3.9"));
+        assert_eq!(
+            file_stem("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io+pause=3.10"
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            file_stem(&format!("a.io/b@{d}")),
+            format!("a.io+b@sha256={}", "a".repeat(64))
+        );
+        assert_ne!(file_stem("a.io/b_c:1"), file_stem("a.io/b/c:1"));
     }
 }
 
