@@ -8,6 +8,8 @@ use crate::tar::TarError;
 pub enum ConvertError {
     #[error("rootfs tar: {0}")]
     Tar(#[from] TarError),
+    #[error("rootfs tar entry {path}: {what}")]
+    TarEntry { path: String, what: String },
     #[error("input {path}: {source}")]
     Input {
         path: PathBuf,

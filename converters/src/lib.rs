@@ -14,6 +14,7 @@ pub mod arch;
 pub mod checks;
 pub mod error;
 pub mod fat;
+mod fill;
 pub mod formats;
 pub mod gpt;
 pub mod images;

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use crate::ConvertOptions;
 use crate::arch::Arch;
 use crate::error::ConvertError;
+use crate::fill;
 use crate::inspect::{BUILD_JSON, PROVENANCE_FILES};
 use crate::plan::{self, BootFiles, DiskPlan};
 use crate::progress::Progress;
@@ -37,7 +38,14 @@ impl Input {
     /// `-` is stdin; a directory is a rootfs directory; anything else a tar file.
     pub fn from_arg(arg: &Path) -> Result<Input, ConvertError> {
         if arg == Path::new("-") {
-            return Ok(Input::TarStream(Box::new(io::stdin())));
+            // A file redirected to stdin (`< rootfs.tar`) can be read again from its start.
+            let stdin = io::stdin();
+            let regular = rustix::fs::fstat(&stdin)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+            if regular && rustix::fs::seek(&stdin, rustix::fs::SeekFrom::Current(0)) == Ok(0) {
+                return Ok(Input::TarFile(PathBuf::from("/dev/stdin")));
+            }
+            return Ok(Input::TarStream(Box::new(stdin)));
         }
         let m = fs::metadata(arg).map_err(|source| ConvertError::Input {
             path: arg.to_path_buf(),
@@ -64,6 +72,11 @@ pub enum TarMode {
     /// The tar is extracted to a scratch directory first (GNU tar), then `mke2fs -d <dir>`.
     /// Ownership is preserved when running as root.
     Extract,
+    /// Needs root and a tar that can be read twice (a stream is spooled first): the tree is
+    /// made without file contents, `mke2fs -d` builds it, and the contents are written
+    /// straight into the blocks reserved for them (see `fill`). The default without a
+    /// tar-reading mke2fs when running as root.
+    Sparse,
 }
 
 impl TarMode {
@@ -74,11 +87,14 @@ impl TarMode {
         match std::env::var("NODESTAMP_TAR_MODE").as_deref() {
             Ok("stream") => return TarMode::Stream,
             Ok("extract") => return TarMode::Extract,
+            Ok("sparse") => return TarMode::Sparse,
             _ => {}
         }
         static PROBE: OnceLock<bool> = OnceLock::new();
         if *PROBE.get_or_init(|| mke2fs_reads_tar(runner)) {
             TarMode::Stream
+        } else if is_root() {
+            TarMode::Sparse
         } else {
             TarMode::Extract
         }
@@ -192,6 +208,7 @@ pub(crate) fn build(
             };
             from_tar(
                 Box::new(open()?),
+                Some(&|| Ok(Box::new(open()?) as Box<dyn Read + Send>)),
                 len,
                 Some(totals).filter(|_| opts.size.is_none()),
                 opts,
@@ -204,9 +221,10 @@ pub(crate) fn build(
             )
         }
         Input::TarStream(r) => {
-            if opts.size.is_some() {
+            // The sparse mode reads the tar twice: a stream is spooled first.
+            if opts.size.is_some() && opts.tar_mode.resolve(runner) != TarMode::Sparse {
                 return from_tar(
-                    r, None, None, opts, seed, epoch, work, raw, runner, progress,
+                    r, None, None, None, opts, seed, epoch, work, raw, runner, progress,
                 );
             }
             // Without a size the content must be measured first: spool the stream.
@@ -221,9 +239,14 @@ pub(crate) fn build(
             f.flush()
                 .map_err(ConvertError::io("writing the spool file"))?;
             drop(f);
-            let file = File::open(&spool).map_err(ConvertError::io("reading the spool file"))?;
+            let reopen = || -> Result<Box<dyn Read + Send>, ConvertError> {
+                Ok(Box::new(
+                    File::open(&spool).map_err(ConvertError::io("reading the spool file"))?,
+                ))
+            };
             from_tar(
-                Box::new(file),
+                reopen()?,
+                Some(&reopen),
                 Some(totals.bytes),
                 Some(totals),
                 opts,
@@ -450,6 +473,7 @@ impl Captured {
 #[allow(clippy::too_many_arguments)]
 fn from_tar(
     r: Box<dyn Read + Send>,
+    reopen: Option<&dyn Fn() -> Result<Box<dyn Read + Send>, ConvertError>>,
     len: Option<u64>,
     totals: Option<Totals>,
     opts: &ConvertOptions,
@@ -475,7 +499,10 @@ fn from_tar(
         provenance: [None; 3],
         provenance_blocked: false,
     };
-    let mode = opts.tar_mode.resolve(runner);
+    let mut mode = opts.tar_mode.resolve(runner);
+    if mode == TarMode::Sparse && reopen.is_none() {
+        mode = TarMode::Extract;
+    }
     // ctime and atime are each entry's mtime. Streamed, they travel in a PAX header per entry
     // (mke2fs's tar reader would otherwise leave zero), and ownership comes from the tar
     // headers. Extracted, they would be the extraction time: debugfs sets them afterwards,
@@ -488,10 +515,27 @@ fn from_tar(
     }
     progress.stage(match mode {
         TarMode::Extract => "extracting the rootfs tar",
+        TarMode::Sparse => "making the rootfs tree (without file contents)",
         _ => "building the root filesystem (tar → mke2fs -d -)",
     });
     let mut seen = Totals::default();
     let mut input = Some(BufReader::with_capacity(1 << 20, r));
+    if mode == TarMode::Sparse {
+        let reopen = reopen.ok_or_else(|| ConvertError::Options("tar cannot be re-read".into()))?;
+        let input = input
+            .take()
+            .ok_or_else(|| ConvertError::Options("input consumed".into()))?;
+        seen = sparse(
+            input, reopen, len, &plan, work, raw, &mut cap, runner, progress,
+        )?;
+        let boot = cap.boot_files()?;
+        return Ok(Built {
+            plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+            input_bytes: seen.bytes,
+            populate: "tree without contents → mke2fs -d, contents written into their blocks",
+            provenance: cap.provenance(),
+        });
+    }
     let mut feed = |w: &mut dyn Write| -> Result<(), ConvertError> {
         let mut sink = SoftSink {
             inner: w,
@@ -509,7 +553,7 @@ fn from_tar(
         Ok(())
     };
     let populate = match mode {
-        TarMode::Stream | TarMode::Auto => {
+        TarMode::Stream | TarMode::Auto | TarMode::Sparse => {
             let inv = tools::mke2fs(&plan, raw, Path::new("-"));
             let r = runner.run_fed(&inv, &mut feed);
             if let Err(e) = r {
@@ -553,6 +597,108 @@ fn from_tar(
         populate,
         provenance: cap.provenance(),
     })
+}
+
+/// [`TarMode::Sparse`]: see `fill`.
+#[allow(clippy::too_many_arguments)]
+fn sparse(
+    input: BufReader<Box<dyn Read + Send>>,
+    reopen: &dyn Fn() -> Result<Box<dyn Read + Send>, ConvertError>,
+    len: Option<u64>,
+    plan: &DiskPlan,
+    work: &Path,
+    raw: &Path,
+    cap: &mut Captured,
+    runner: &mut dyn Runner,
+    progress: &mut dyn Progress,
+) -> Result<Totals, ConvertError> {
+    let dir = work.join("rootfs");
+    let mut tree = fill::Skeleton::new(&dir)?;
+    let mut failed = None;
+    let seen = {
+        let mut on = |n| progress.bytes(n, len);
+        tarstream::stream(input, None, &mut on, &mut |e| {
+            if failed.is_none()
+                && let Err(x) = tree.add(e)
+            {
+                failed = Some(x);
+            }
+            cap.capture(e)
+        })?
+    };
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    tree.finish()?;
+    progress.stage("building the root filesystem (mke2fs -d <tree>)");
+    let built = run_mke2fs(runner, &tools::mke2fs(plan, raw, &dir), plan, &seen, None);
+    let _ = fs::remove_dir_all(&dir);
+    built?;
+    progress.stage("writing the file contents into the root filesystem");
+    let img = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(raw)
+        .map_err(ConvertError::io("opening the disk image"))?;
+    let map = fill::map_inodes(
+        &fill::Ext4::open(&img, plan.root.offset)?,
+        &tree.entries,
+        tree.root_entry,
+    )?;
+    let cmds = work.join("fallocate.debugfs");
+    fs::write(
+        &cmds,
+        fill::fallocate_commands(&map, &tree.entries, fill::BLOCK),
+    )
+    .map_err(ConvertError::io("staging debugfs commands"))?;
+    runner.run(&tools::debugfs_write(plan, raw, &cmds))?;
+    let mut extents = fill::fix_inodes(
+        &fill::Ext4::open(&img, plan.root.offset)?,
+        &map,
+        &tree.entries,
+    )
+    .map_err(|e| {
+        if is_space_error(&e) {
+            too_small(plan, &seen, plan.esp.size)
+        } else {
+            e
+        }
+    })?;
+    let mut id = 0u32;
+    let mut failed = None;
+    tarstream::stream(
+        BufReader::with_capacity(1 << 20, reopen()?),
+        None,
+        &mut |_| {},
+        &mut |_| {
+            let this = id;
+            id += 1;
+            match extents.remove(&this).map(|x| (x, img.try_clone())) {
+                Some((x, Ok(f))) => Capture::To(Box::new(fill::Placer::new(
+                    f,
+                    plan.root.offset,
+                    fill::BLOCK,
+                    x,
+                ))),
+                Some((_, Err(e))) => {
+                    failed.get_or_insert(e);
+                    Capture::Skip
+                }
+                None => Capture::Skip,
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(ConvertError::io("opening the disk image")(e));
+    }
+    if !extents.is_empty() {
+        return Err(ConvertError::Verify {
+            path: raw.to_path_buf(),
+            what: "the tar changed while it was read: some file contents were not found again"
+                .into(),
+        });
+    }
+    Ok(seen)
 }
 
 fn apply_fixups(
@@ -638,6 +784,9 @@ fn entry_of(m: &Option<fs::Metadata>, p: &Path, kind: EntryKind) -> Entry {
         gid: 0,
         mtime: 0,
         link,
+        typeflag: 0,
+        dev: (0, 0),
+        xattrs: Vec::new(),
     }
 }
 

@@ -33,6 +33,12 @@ pub struct Entry {
     pub gid: u64,
     pub mtime: i64,
     pub link: String,
+    /// The header's type flag (`b'3'` character device, `b'4'` block device, `b'6'` FIFO, …).
+    pub typeflag: u8,
+    /// Device numbers of a character or block device.
+    pub dev: (u32, u32),
+    /// Extended attributes (`SCHILY.xattr.<name>` PAX records), values as raw bytes.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Errors found in the tar stream itself.
@@ -325,6 +331,34 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
     format!("{len} {key}={value}\n").into_bytes()
 }
 
+/// The `SCHILY.xattr.<name>` records of PAX data (already validated by [`parse_pax`]), with
+/// their values as raw bytes (a capability is binary).
+fn pax_xattrs(data: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(sp) = rest.iter().position(|b| *b == b' ') {
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= rest.len())
+        else {
+            break;
+        };
+        let kv = &rest[sp + 1..len];
+        let kv = kv.strip_suffix(b"\n").unwrap_or(kv);
+        if let Some(eq) = kv.iter().position(|b| *b == b'=')
+            && let Some(name) = kv[..eq].strip_prefix(b"SCHILY.xattr.")
+        {
+            out.push((
+                String::from_utf8_lossy(name).into_owned(),
+                kv[eq + 1..].to_vec(),
+            ));
+        }
+        rest = &rest[len..];
+    }
+    out
+}
+
 /// The raw records of PAX data (already validated by [`parse_pax`]) except those for `drop`.
 fn pax_records_without(data: &[u8], drop: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -392,6 +426,7 @@ fn stream_impl<'a, R: Read>(
     let mut long_name: Option<String> = None;
     let mut long_link: Option<String> = None;
     let mut pax: Vec<(String, String)> = Vec::new();
+    let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut first = true;
     loop {
         let at = r.offset;
@@ -446,6 +481,7 @@ fn stream_impl<'a, R: Read>(
             b'x' => {
                 let d = r.small_data(size, at)?;
                 pax = parse_pax(&d, at)?;
+                xattrs = pax_xattrs(&d);
                 if let Some(h) = r.held.as_mut() {
                     h.truncate(held_before);
                     pax_slot.get_or_insert(held_before);
@@ -520,6 +556,16 @@ fn stream_impl<'a, R: Read>(
             gid,
             mtime,
             link,
+            typeflag,
+            dev: if matches!(typeflag, b'3' | b'4') {
+                (
+                    parse_octal(&header[329..337], at, "device major")? as u32,
+                    parse_octal(&header[337..345], at, "device minor")? as u32,
+                )
+            } else {
+                (0, 0)
+            },
+            xattrs: std::mem::take(&mut xattrs),
         };
         totals.add(&entry);
         if let Some(h) = r.held.take() {

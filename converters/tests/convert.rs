@@ -679,3 +679,70 @@ fn rootfs_with_systemd_boot_for_two_architectures() {
         assert!(err.to_string().contains("(amd64, arm64)"), "{err}");
     }
 }
+
+#[test]
+fn tar_stream_sparse_mode_to_all_formats() {
+    // A stream is spooled, then read twice: the tree without contents, then the contents.
+    all_formats_from(
+        |d| {
+            make_tar(&d.join("rootfs"), &d.join("rootfs.tar"));
+            Input::TarStream(Box::new(fs::File::open(d.join("rootfs.tar")).unwrap()))
+        },
+        "stream-sparse",
+        TarMode::Sparse,
+    );
+}
+
+/// The raw disk is a sparse file: what is allocated is at most the root filesystem's used
+/// blocks plus the ESP (+10%), however large the disk.
+#[test]
+fn raw_output_keeps_unwritten_space_as_holes() {
+    let dir = scratch("sparse-raw");
+    fixture_rootfs(&dir.join("rootfs"), true, true, true);
+    make_tar(&dir.join("rootfs"), &dir.join("rootfs.tar"));
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let mut o = opts(vec![out(&dir.join("out"), Format::Raw)]);
+    o.size = Some(2 << 30);
+    let report = convert(
+        Input::TarFile(dir.join("rootfs.tar")),
+        &o,
+        &mut SystemRunner,
+        &mut Quiet,
+    )
+    .unwrap();
+    let raw = dir.join("out/fixture.raw");
+    let allocated = sh(Command::new("du").args(["-B1"]).arg(&raw));
+    let allocated: u64 = allocated
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let plan = report.plan;
+    let root = dir.join("root-only.img");
+    sh(Command::new("dd")
+        .arg(format!("if={}", raw.display()))
+        .arg(format!("of={}", root.display()))
+        .arg("bs=1M")
+        .arg(format!("skip={}", plan.root.offset >> 20))
+        .arg(format!("count={}", plan.root.size >> 20))
+        .arg("conv=sparse")
+        .arg("status=none"));
+    let head = sh(Command::new("dumpe2fs").arg("-h").arg(&root));
+    let field = |k: &str| -> u64 {
+        head.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let used = (field("Block count:") - field("Free blocks:")) * field("Block size:");
+    assert!(
+        allocated * 10 <= (used + plan.esp.size) * 11,
+        "raw disk of {} bytes allocates {allocated} bytes; used {used} + ESP {}",
+        plan.size,
+        plan.esp.size
+    );
+    assert!(allocated * 4 < plan.size, "{allocated} of {}", plan.size);
+}
