@@ -712,12 +712,15 @@ pub fn record(p: &Prepared) -> Value {
 
 /// Checks the archive at `src` (its sha256 when given) and writes, under `root`, the node's
 /// `var/lib/nodestamp/images/<stem>.tar` (named `reference`), `<stem>.json` ([`record`]) and
-/// `<stem>.import` (`<reference> <digest>`, one line, for the first-boot import).
+/// `<stem>.import` (`<reference> <digest>`, one line, for the first-boot import). Every file
+/// and directory written gets the time `epoch` (SOURCE_DATE_EPOCH; 0 without), so the same
+/// archive and reference always give the same layer.
 pub fn prepare(
     src: &Path,
     reference: &str,
     sha256: Option<&str>,
     root: &Path,
+    epoch: Option<i64>,
 ) -> Result<Prepared, PrepareError> {
     let reference = normalize_ref(reference)?;
     let archive = read(src, sha256)?;
@@ -750,6 +753,25 @@ pub fn prepare(
         format!("{} {}\n", p.reference, p.archive.digest),
     )
     .map_err(ImageError::Write)?;
+    let time = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(u64::try_from(epoch.unwrap_or(0)).unwrap_or(0));
+    let mut paths: Vec<std::path::PathBuf> = ["tar", "json", "import"]
+        .iter()
+        .map(|ext| dir.join(format!("{}.{ext}", p.stem)))
+        .collect();
+    let mut d = dir.as_path();
+    while d.starts_with(root) {
+        paths.push(d.to_path_buf());
+        match d.parent() {
+            Some(up) => d = up,
+            None => break,
+        }
+    }
+    for path in paths {
+        File::open(&path)
+            .and_then(|f| f.set_modified(time))
+            .map_err(ImageError::Write)?;
+    }
     Ok(p)
 }
 
@@ -1052,7 +1074,7 @@ mod node_tests {
         let src = dir.path().join("pause.tar");
         std::fs::write(&src, super::tests::archive_for_tests(&files)).unwrap();
         let root = dir.path().join("root");
-        let p = prepare(&src, "pause:3.10", None, &root).unwrap();
+        let p = prepare(&src, "pause:3.10", None, &root, Some(1_700_000_000)).unwrap();
         assert_eq!(p.reference, "docker.io/library/pause:3.10");
         let base = |ext: &str| root.join(NODE_DIR).join(format!("{}.{ext}", p.stem));
         let line = std::fs::read_to_string(base("import")).unwrap();
@@ -1061,6 +1083,14 @@ mod node_tests {
         assert_eq!(rec["digest"], md.as_str());
         assert_eq!(rec["archive"]["sha256"], p.archive.sha256.as_str());
         assert_eq!(read(&base("tar"), None).unwrap().digest, md);
+        for path in [base("tar"), root.join(NODE_DIR), root.join("var")] {
+            let t = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert_eq!(
+                t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+                1_700_000_000,
+                "{path:?}"
+            );
+        }
 
         // The check: by any spelling of the reference, with or without the digest.
         assert!(check(&root, "docker.io/library/pause:3.10", Some(&md)).is_ok());
@@ -1077,12 +1107,12 @@ mod node_tests {
 
         // A reference pinned to another digest is refused; a bad reference too.
         let other = format!("sha256:{}", "1".repeat(64));
-        let e = prepare(&src, &format!("pause@{other}"), None, &root).unwrap_err();
+        let e = prepare(&src, &format!("pause@{other}"), None, &root, None).unwrap_err();
         assert!(matches!(e, PrepareError::DigestMismatch { .. }), "{e}");
         assert!(matches!(
-            prepare(&src, "Pause", None, &root).unwrap_err(),
+            prepare(&src, "Pause", None, &root, None).unwrap_err(),
             PrepareError::Ref(_)
         ));
-        assert!(prepare(&src, &format!("pause@{md}"), None, &root).is_ok());
+        assert!(prepare(&src, &format!("pause@{md}"), None, &root, None).is_ok());
     }
 }
