@@ -431,6 +431,16 @@ impl Captured {
         }
     }
 
+    /// Forgets what was seen, before the tar is read again.
+    fn reset(&mut self) {
+        self.kernels.clear();
+        self.initrds.clear();
+        self.systemd_boots.clear();
+        self.cmdline = false;
+        self.provenance = [None; 3];
+        self.provenance_blocked = false;
+    }
+
     fn provenance(&self) -> Provenance {
         if self.provenance_blocked || self.provenance.contains(&Some(false)) {
             return Provenance::Unknown;
@@ -599,21 +609,29 @@ fn from_tar(
     })
 }
 
-/// [`TarMode::Sparse`]: see `fill`.
-#[allow(clippy::too_many_arguments)]
-fn sparse(
+/// A fresh directory on the tmpfs at `/dev/shm`, if there is one.
+fn shm_dir() -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let st = rustix::fs::statfs(shm).ok()?;
+    // TMPFS_MAGIC
+    if st.f_type as i64 != 0x0102_1994 {
+        return None;
+    }
+    let dir = shm.join(format!("nodestamp-tree-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).ok()?;
+    Some(dir)
+}
+
+/// Step 1 of `fill`: the tar's tree in `dir`, without file contents.
+fn make_tree(
+    dir: &Path,
     input: BufReader<Box<dyn Read + Send>>,
-    reopen: &dyn Fn() -> Result<Box<dyn Read + Send>, ConvertError>,
     len: Option<u64>,
-    plan: &DiskPlan,
-    work: &Path,
-    raw: &Path,
     cap: &mut Captured,
-    runner: &mut dyn Runner,
     progress: &mut dyn Progress,
-) -> Result<Totals, ConvertError> {
-    let dir = work.join("rootfs");
-    let mut tree = fill::Skeleton::new(&dir)?;
+) -> Result<(fill::Skeleton, Totals), ConvertError> {
+    let mut tree = fill::Skeleton::new(dir)?;
     let mut failed = None;
     let seen = {
         let mut on = |n| progress.bytes(n, len);
@@ -630,9 +648,61 @@ fn sparse(
         return Err(e);
     }
     tree.finish()?;
+    Ok((tree, seen))
+}
+
+/// [`TarMode::Sparse`]: see `fill`.
+#[allow(clippy::too_many_arguments)]
+fn sparse(
+    input: BufReader<Box<dyn Read + Send>>,
+    reopen: &dyn Fn() -> Result<Box<dyn Read + Send>, ConvertError>,
+    len: Option<u64>,
+    plan: &DiskPlan,
+    work: &Path,
+    raw: &Path,
+    cap: &mut Captured,
+    runner: &mut dyn Runner,
+    progress: &mut dyn Progress,
+) -> Result<Totals, ConvertError> {
+    // The tree holds no file contents: in memory (tmpfs) it costs a few MB, and creating
+    // thousands of files there avoids the host filesystem's journal. On disk otherwise, or
+    // when the tmpfs refuses an entry (say a `user.*` attribute on an older kernel).
+    let mut input = Some(input);
+    let mut dirs = vec![work.join("rootfs")];
+    if let Some(shm) = shm_dir() {
+        dirs.insert(0, shm);
+    }
+    let n = dirs.len();
+    let mut made = None;
+    for (i, dir) in dirs.into_iter().enumerate() {
+        let dir = crate::TempPath::new(dir);
+        let input = match input.take() {
+            Some(r) => r,
+            None => {
+                cap.reset();
+                BufReader::with_capacity(1 << 20, reopen()?)
+            }
+        };
+        match make_tree(dir.path(), input, len, cap, progress) {
+            Ok(t) => {
+                made = Some((dir, t));
+                break;
+            }
+            Err(ConvertError::TarEntry { .. }) if i + 1 < n => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (dir, (tree, seen)) =
+        made.ok_or_else(|| ConvertError::Options("no directory for the rootfs tree".into()))?;
     progress.stage("building the root filesystem (mke2fs -d <tree>)");
-    let built = run_mke2fs(runner, &tools::mke2fs(plan, raw, &dir), plan, &seen, None);
-    let _ = fs::remove_dir_all(&dir);
+    let built = run_mke2fs(
+        runner,
+        &tools::mke2fs(plan, raw, dir.path()),
+        plan,
+        &seen,
+        None,
+    );
+    drop(dir);
     built?;
     progress.stage("writing the file contents into the root filesystem");
     let img = fs::OpenOptions::new()
