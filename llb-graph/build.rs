@@ -1,6 +1,7 @@
-//! Compiles the protobuf subset in `proto/` without a system `protoc`: protox parses the files
-//! into a descriptor set, tonic-prost-build generates messages and the LLBBridge client from it.
-//! Maps become `BTreeMap` so that encoding is deterministic (sorted keys), which LLB digests need.
+//! Compiles the LLB protobuf subset in `proto/` without a system `protoc`: protox parses the
+//! files into a descriptor set, prost-build generates the messages from it. Maps become
+//! `BTreeMap` so that encoding is deterministic (sorted keys), which LLB digests need.
+//! (The gateway's gRPC service lives with the frontend, which alone talks to BuildKit.)
 
 use std::path::PathBuf;
 
@@ -16,9 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let fds = protox::compile(&files, [&dir])?;
-    tonic_prost_build::configure()
-        .build_server(false)
-        .btree_map(".")
+    prost_build::Config::new()
+        .btree_map(["."])
         .compile_fds(fds)?;
     Ok(())
 }

@@ -34,15 +34,15 @@ pub enum ConvertError {
     SeveralSystemdBoots { found: String },
     #[error(
         "disk size {requested} is too small for this rootfs: it needs at least {needed} (use --size {needed_arg} or larger)",
-        requested = crate::plan::human(*requested),
-        needed = crate::plan::human(*needed),
-        needed_arg = crate::plan::size_arg(*needed)
+        requested = nodestamp_contract::units::human(*requested),
+        needed = nodestamp_contract::units::human(*needed),
+        needed_arg = nodestamp_contract::units::size_arg(*needed)
     )]
     TooSmall { requested: u64, needed: u64 },
     #[error(
         "the boot files ({needed_files}) do not fit the {esp} EFI system partition",
-        needed_files = crate::plan::human(*files),
-        esp = crate::plan::human(*esp)
+        needed_files = nodestamp_contract::units::human(*files),
+        esp = nodestamp_contract::units::human(*esp)
     )]
     EspTooSmall { files: u64, esp: u64 },
     #[error("unknown disk format {0:?}: expected one of raw, qcow2, vmdk, vhd")]

@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 /// DOS (date, time) for a Unix time, as UTC. Clamped to 1980..=2107.
 pub fn dos_datetime(epoch: i64) -> (u16, u16) {
     let epoch = epoch.clamp(315_532_800, 4_354_819_199);
-    let t = nodestamp_frontend::time::Utc::from_unix(epoch);
+    let t = nodestamp_contract::time::Utc::from_unix(epoch);
     let date = (((t.year - 1980) as u16) << 9) | ((t.month as u16) << 5) | t.day as u16;
     let time = ((t.hour as u16) << 11) | ((t.minute as u16) << 5) | (t.second / 2) as u16;
     (date, time)

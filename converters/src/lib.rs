@@ -11,18 +11,14 @@
 //! [`convert`] is the entry point; tools run through a [`tools::Runner`].
 
 pub mod arch;
-pub mod checks;
 pub mod error;
 pub mod fat;
 mod fill;
 pub mod formats;
 pub mod gpt;
 pub mod images;
-pub mod inline_apply;
-pub mod inspect;
 pub mod plan;
 pub mod progress;
-pub mod provenance;
 pub mod rootfs;
 pub mod sysext;
 pub mod tar;

@@ -16,8 +16,7 @@ use crate::error::ConvertError;
 use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_ESP};
 use crate::tar::Totals;
 
-pub const MIB: u64 = 1 << 20;
-pub const GIB: u64 = 1 << 30;
+pub use nodestamp_contract::units::{GIB, MIB, human, size_arg};
 /// Default size of the EFI system partition.
 pub const DEFAULT_ESP_SIZE: u64 = 256 * MIB;
 /// Filesystem label of the root partition.
@@ -307,20 +306,6 @@ pub fn parse_size(option: &'static str, s: &str) -> Result<u64, ConvertError> {
                 help: None,
             },
         })
-}
-
-/// `1.5 GiB`-style rendering.
-pub fn human(bytes: u64) -> String {
-    if bytes >= GIB {
-        format!("{:.2} GiB", bytes as f64 / GIB as f64)
-    } else {
-        format!("{} MiB", bytes.div_ceil(MIB))
-    }
-}
-
-/// A size as a `--size` argument, rounded up to what `human` shows.
-pub fn size_arg(bytes: u64) -> String {
-    format!("{}MiB", bytes.div_ceil(MIB))
 }
 
 /// Compares kernel versions like `6.1.0-27-amd64` numerically where they are numbers.

@@ -10,11 +10,11 @@ use crate::ConvertOptions;
 use crate::arch::Arch;
 use crate::error::ConvertError;
 use crate::fill;
-use crate::inspect::{BUILD_JSON, PROVENANCE_FILES};
 use crate::plan::{self, BootFiles, DiskPlan};
 use crate::progress::Progress;
 use crate::tar::{self as tarstream, Capture, Entry, EntryKind, Totals};
 use crate::tools::{self, Invocation, Runner};
+use nodestamp_contract::paths::{BUILD_JSON, PROVENANCE_FILES};
 
 /// Where the rootfs comes from.
 pub enum Input {

@@ -4,18 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use llb_graph::{Platform, ResolveMode, normalize_image_ref, pb};
+use llb_graph::{Platform, ResolveMode, pb};
 
-use crate::compile::inline::SpecSource;
-use crate::compile::provenance::BuildInfo;
-use crate::compile::{CompileOptions, NoCache, Target, compile_target};
-use crate::diag::{Diagnostic, Diagnostics};
 use crate::gateway::{
     CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption,
     ResultAttestation, SbomRequest, SourceRange,
 };
-use crate::image::{ImageConfigInput, base_env, image_config, rfc3339};
-use crate::spec::{self, Spec};
+use nodestamp_compile::image::{ImageConfigInput, base_env, image_config, rfc3339};
+use nodestamp_compile::inline::SpecSource;
+use nodestamp_compile::provenance::BuildInfo;
+use nodestamp_compile::{
+    CompileOptions, NoCache, PROXY_ARGS, TOOLS_IMAGE_ARG, Target, compile_target,
+};
+use nodestamp_spec::diag::{Diagnostic, Diagnostics};
+use nodestamp_spec::{self as spec, Spec};
+
+pub use crate::request::Request;
 
 /// What a build hands back: the graph, the cache sources to solve it with, the exporter
 /// metadata (`containerimage.config`) and the attestations (the SBOM with `--sbom=true`).
@@ -25,32 +29,6 @@ pub struct BuildResult {
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub attestations: Vec<ResultAttestation>,
 }
-
-/// A parsed request: the spec, the target and the settings taken from build args.
-pub struct Request {
-    pub spec: Spec,
-    pub target: Target,
-    pub warnings: Vec<Diagnostic>,
-    pub filename: String,
-    pub source: Vec<u8>,
-    pub build_args: BTreeMap<String, String>,
-    /// Where the engine holds the spec file (see [`spec_source`]); `None` keeps every
-    /// content in the definition.
-    pub spec_source: Option<SpecSource>,
-}
-
-/// Build args that set proxies for package installs and downloads.
-pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-];
-
-/// Build arg overriding the image whose tools run nodestamp's own steps.
-pub const TOOLS_IMAGE_ARG: &str = "NODESTAMP_TOOLS_IMAGE";
 
 fn ranges(d: &Diagnostic) -> Option<SourceRange> {
     let s = d.span?;
@@ -152,26 +130,6 @@ pub fn target_for(name: &str, spec: &Spec, filename: &str) -> Result<Target, Fro
     Ok(target)
 }
 
-impl Request {
-    /// The base image reference to resolve, if the target includes the OS.
-    pub fn base_image(&self) -> Option<String> {
-        (self.target != Target::Kubernetes).then(|| normalize_image_ref(&self.spec.os.from.value))
-    }
-
-    /// `SOURCE_DATE_EPOCH` from the build args, if set.
-    pub fn source_date_epoch(&self) -> Result<Option<i64>, FrontendError> {
-        match self.build_args.get("SOURCE_DATE_EPOCH") {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                FrontendError::new(format!(
-                    "build arg SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
-                ))
-            }),
-        }
-    }
-}
-
 /// Compiles the request into the definition and image config. `base` is the resolved base
 /// image `(digest, config JSON)` when the target includes the OS.
 pub fn finish(
@@ -237,9 +195,11 @@ pub fn finish(
         ))
     })?;
     let has_source = req.spec_source.is_some();
-    if let Some(d) = crate::size::check(&req.spec, prost::Message::encoded_len(&definition), &|l| {
-        crate::compile::inline::extracted(&req.spec, l, has_source)
-    }) {
+    if let Some(d) =
+        nodestamp_compile::size::check(&req.spec, prost::Message::encoded_len(&definition), &|l| {
+            nodestamp_compile::inline::extracted(&req.spec, l, has_source)
+        })
+    {
         return Err(diagnostics_error(
             &req.filename,
             &req.source,
@@ -269,7 +229,7 @@ pub fn finish(
             base_digest: base.map(|(d, _)| d.to_string()),
             build_args: req.build_args.clone(),
         };
-        let sbom = crate::compile::sbom(&req.spec, &req.source, &opts, &req.target, &info)
+        let sbom = nodestamp_compile::sbom(&req.spec, &req.source, &opts, &req.target, &info)
             .marshal()
             .map_err(|e| {
                 FrontendError::new(format!("internal error: cannot marshal the SBOM step: {e}"))
@@ -291,8 +251,8 @@ pub fn finish(
         attestations.push(ResultAttestation {
             platform_key: key,
             definition: sbom,
-            path: crate::sbom::SBOM_PATH.to_string(),
-            predicate_type: crate::sbom::PREDICATE_TYPE.to_string(),
+            path: nodestamp_compile::sbom::SBOM_PATH.to_string(),
+            predicate_type: nodestamp_compile::sbom::PREDICATE_TYPE.to_string(),
             // As BuildKit's own scanner marks its SBOM: the image exporter then notes each
             // listed file's layer.
             metadata: BTreeMap::from([

@@ -14,16 +14,16 @@
 
 use std::collections::BTreeMap;
 
+use crate::proto::moby::buildkit::v1::frontend as gw;
 use base64::Engine as _;
 use llb_graph::pb;
-use llb_graph::proto::moby::buildkit::v1::frontend as gw;
 use serde::Serialize;
 
 use crate::build::{diagnostics_error, target_for};
-use crate::compile::{self, Target};
-use crate::diag::{Diagnostic, Rule, Span};
 use crate::gateway::{Bridge, Caps, FrontendError, SpecFile};
-use crate::spec::{self, Spec, Survey};
+use nodestamp_compile::{self as compile, Target};
+use nodestamp_spec::diag::{Diagnostic, Rule, Span};
+use nodestamp_spec::{self as spec, Spec, Survey};
 
 /// The frontend option naming the question.
 pub const REQUEST_ID: &str = "requestid";

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use llb_graph::pb::op::Op as K;
 use llb_graph::{State, decode_ops, pb};
-use nodestamp_frontend::compile::inline::{self, Layer, SpecSource};
-use nodestamp_frontend::compile::{CompileOptions, Target, compile_target};
-use nodestamp_frontend::{size, spec};
+use nodestamp_compile::inline::{self, Layer, SpecSource};
+use nodestamp_compile::size;
+use nodestamp_compile::{CompileOptions, Target, compile_target};
+use nodestamp_spec as spec;
 use prost::Message as _;
 
 /// A spec with `os` + `k8s` files of `size` bytes of inline contents each (distinct, modes

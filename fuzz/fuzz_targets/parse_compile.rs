@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use nodestamp_frontend::compile::{CompileOptions, compile};
+use nodestamp_compile::{CompileOptions, compile};
 
 fuzz_target!(|data: &[u8]| {
     let vars = BTreeMap::from([("X".to_string(), "1".to_string())]);
-    let Ok(l) = nodestamp_frontend::spec::load("fuzz.yaml", data, &vars) else {
+    let Ok(l) = nodestamp_spec::load("fuzz.yaml", data, &vars) else {
         return;
     };
     for epoch in [None, Some(0)] {

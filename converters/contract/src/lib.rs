@@ -4,6 +4,10 @@
 //!
 //! - [`units`]: disk sizes, one parser for `disk.size` in the spec and `nodestamp convert --size`.
 //! - [`checks`]: `checks.json`, the spec's `tests:` as `nodestamp verify` runs them.
+//! - [`paths`]: where the provenance files live in a node's root filesystem.
+//! - [`time`]: UTC timestamps from `SOURCE_DATE_EPOCH`, as both sides print them.
 
 pub mod checks;
+pub mod paths;
+pub mod time;
 pub mod units;

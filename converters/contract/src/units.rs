@@ -26,6 +26,25 @@ impl SizeError {
     }
 }
 
+/// One mebibyte (2^20 bytes).
+pub const MIB: u64 = 1 << 20;
+/// One gibibyte (2^30 bytes).
+pub const GIB: u64 = 1 << 30;
+
+/// `1.5 GiB`-style rendering.
+pub fn human(bytes: u64) -> String {
+    if bytes >= GIB {
+        format!("{:.2} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{} MiB", bytes.div_ceil(MIB))
+    }
+}
+
+/// A size as a `--size` argument, rounded up to what `human` shows.
+pub fn size_arg(bytes: u64) -> String {
+    format!("{}MiB", bytes.div_ceil(MIB))
+}
+
 /// What the accepted forms are, for messages.
 pub const ACCEPTED: &str =
     "expected a size in bytes or with a binary unit (KiB, MiB, GiB, TiB) like 8GiB";

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::proto::moby::buildkit::v1::frontend as gw;
 use llb_graph::pb;
-use llb_graph::proto::moby::buildkit::v1::frontend as gw;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;

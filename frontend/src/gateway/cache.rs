@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use llb_graph::proto::moby::buildkit::v1::frontend as gw;
+use crate::proto::moby::buildkit::v1::frontend as gw;
 use serde::Deserialize;
 
 use super::{FrontendEnv, GatewayError};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use llb_graph::proto::moby::buildkit::v1::apicaps::ApiCap;
+use crate::proto::moby::buildkit::v1::apicaps::ApiCap;
 
 /// The engine's capabilities: LLB caps (what a definition may use, e.g. `mergeop`) and gateway
 /// API caps (what calls and fields the frontend may use, e.g. `frontend.inputs`).

@@ -1,7 +1,7 @@
 //! Errors of the gateway conversation, and the user-facing error we return to BuildKit.
 
+use crate::proto::google::rpc;
 use base64::Engine as _;
-use llb_graph::proto::google::rpc;
 use serde::Serialize;
 
 use super::MissingCapError;

@@ -12,8 +12,8 @@
 //! its arguments, environment and working directory, a source by its identifier — and attaches
 //! that op's spec ranges as BuildKit would.
 
+use crate::proto::google::rpc;
 use llb_graph::pb;
-use llb_graph::proto::google::rpc;
 use prost::Message as _;
 
 use super::{FrontendError, SourceRange, SpecLocation};

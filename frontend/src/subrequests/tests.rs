@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::diag::RULES;
+use nodestamp_spec::diag::RULES;
 
 fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -374,7 +374,7 @@ fn lint_of_a_broken_spec_reports_every_error_and_its_range() {
 
 #[test]
 fn warn_request_carries_rule_line_and_source() {
-    let loaded = crate::spec::load("node.yaml", WARNINGS.as_bytes(), &BTreeMap::new()).unwrap();
+    let loaded = nodestamp_spec::load("node.yaml", WARNINGS.as_bytes(), &BTreeMap::new()).unwrap();
     let w = loaded
         .warnings
         .iter()
@@ -416,7 +416,7 @@ fn warn_request_carries_rule_line_and_source() {
 fn excerpt_pads_like_buildkit() {
     let src = b"a\nb\nc\n";
     let at = |line| {
-        crate::diag::Span::at(crate::diag::Pos {
+        nodestamp_spec::diag::Span::at(nodestamp_spec::diag::Pos {
             line,
             col: 1,
             offset: 0,

@@ -1,0 +1,55 @@
+//! Disk targets: the converter (`nodestamp convert`, shipped in the frontend's own image) runs
+//! with the node's root filesystem mounted read-only and writes `<name>.<format>` into an empty
+//! output directory, which becomes the result (`-o type=local,dest=out`).
+
+use llb_graph::{Exec, Mount, NetMode, State};
+
+use super::Ctx;
+use nodestamp_spec::{Format, Spec};
+
+/// Where the rootfs and the output are mounted in the converter step.
+pub const ROOTFS: &str = "/rootfs";
+pub const OUT: &str = "/out";
+
+/// The converter's command line for `formats`.
+pub fn convert_args(spec: &Spec, formats: &[Format]) -> Vec<String> {
+    let mut args = vec!["nodestamp".to_string(), "convert".into(), "--quiet".into()];
+    for f in formats {
+        args.extend(["--format".into(), f.as_str().into()]);
+    }
+    args.extend([
+        "--output-dir".into(),
+        OUT.into(),
+        "--name".into(),
+        spec.name.clone(),
+    ]);
+    if let Some(size) = spec.disk.as_ref().and_then(|d| d.size) {
+        args.extend(["--size".into(), size.to_string()]);
+    }
+    args.push(ROOTFS.into());
+    args
+}
+
+pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, formats: &[Format]) -> State {
+    let tools = ctx.tools_image("disk");
+    let mut exec = Exec::new(convert_args(spec, formats))
+        .network(NetMode::None)
+        .mount(Mount::readonly(node, ROOTFS))
+        .mount(Mount::scratch(OUT));
+    if let Some(epoch) = ctx.opts.source_date_epoch {
+        exec = exec.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
+    let files: Vec<String> = formats
+        .iter()
+        .map(|f| format!("{}.{}", spec.name, f.extension()))
+        .collect();
+    let span = spec.disk.as_ref().map(|d| d.span);
+    let run = tools.run(
+        exec,
+        ctx.meta(
+            format!("[disk] nodestamp convert → {}", files.join(" ")),
+            span,
+        ),
+    );
+    run.output(OUT).unwrap_or_else(State::scratch)
+}
