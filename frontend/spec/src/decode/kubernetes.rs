@@ -1,0 +1,207 @@
+//! The `kubernetes:` section: components (downloads and local files), storage, systemd,
+//! sysctl and kernel modules, all built on scratch, independent of the OS.
+
+use serde::Serialize;
+
+use super::*;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Kubernetes {
+    /// The `kubernetes:` mapping.
+    pub span: Span,
+    pub version: Option<Spanned<String>>,
+    pub components: Vec<Component>,
+    pub storage: Storage,
+    pub systemd: Systemd,
+    /// In file order.
+    pub sysctl: Vec<(Spanned<String>, Spanned<String>)>,
+    pub modules: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Component {
+    pub span: Span,
+    /// `[a-z0-9][a-z0-9._-]*`, unique among components.
+    pub name: String,
+    pub source: ComponentSource,
+    /// The named build context a `local` source is read from (`--build-context NAME=…`);
+    /// `None` reads the main build context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Spanned<String>>,
+    /// Absolute and normalized when given.
+    pub dest: Option<String>,
+    pub mode: Option<u32>,
+    pub extract: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentSource {
+    Http {
+        url: String,
+        sha256: String,
+    },
+    /// Relative to the build context, without `..`.
+    Local(String),
+}
+
+const KUBERNETES: &[&str] = &[
+    "version",
+    "components",
+    "storage",
+    "systemd",
+    "sysctl",
+    "modules",
+];
+const COMPONENT: &[&str] = &[
+    "name", "url", "sha256", "local", "context", "dest", "mode", "extract",
+];
+
+impl Cx<'_> {
+    pub(super) fn kubernetes(&mut self, node: &Node) -> Kubernetes {
+        let mut k = Kubernetes {
+            span: node.span,
+            ..Kubernetes::default()
+        };
+        let Some(f) = self.map(node, "kubernetes", KUBERNETES) else {
+            return k;
+        };
+        k.version = self.field(&f, "version", "a version like 1.31.3", check::one_line);
+        let cpath = f.path("components");
+        let mut names = HashMap::new();
+        for (i, n) in self.list(&f, "components").iter().enumerate() {
+            if let Some(c) = self.component(n, &index(&cpath, i), &mut names) {
+                k.components.push(c);
+            }
+        }
+        if let Some(n) = f.get("storage") {
+            k.storage = self.storage(n, "kubernetes.storage", Layer::Kubernetes);
+        }
+        if let Some(n) = f.get("systemd") {
+            k.systemd = self.systemd(n, "kubernetes.systemd", Layer::Kubernetes);
+        }
+        if let Some(n) = f.get("sysctl") {
+            let spath = f.path("sysctl");
+            match &n.kind {
+                Kind::Map(entries) => {
+                    for (key, value) in entries {
+                        let name = key_text(key).unwrap_or("");
+                        let epath = format!("{spath}[{name:?}]");
+                        if let Err(p) = check::sysctl_key(name) {
+                            self.problem(&epath, key.span, p);
+                            continue;
+                        }
+                        if let Some(v) =
+                            self.checked(value, &epath, "a sysctl value", check::sysctl_value)
+                        {
+                            k.sysctl.push((Spanned::new(name.to_owned(), key.span), v));
+                        }
+                    }
+                }
+                _ => self.error_help(
+                    &spath,
+                    n.span,
+                    format!(
+                        "expected a mapping of sysctl keys to values, got {}",
+                        n.describe()
+                    ),
+                    "write e.g. `sysctl: { net.ipv4.ip_forward: 1 }`",
+                ),
+            }
+        }
+        k.modules = self.strings(&f, "modules", "a kernel module name", check::module);
+        k
+    }
+
+    pub(super) fn component(
+        &mut self,
+        node: &Node,
+        path: &str,
+        names: &mut HashMap<String, u32>,
+    ) -> Option<Component> {
+        let f = self.map(node, path, COMPONENT)?;
+        let name = self.required(
+            &f,
+            "name",
+            "a component name like kubelet",
+            check::simple_name,
+        );
+        if let Some(n) = &name {
+            self.unique(names, n, &f.path("name"), "component");
+        }
+        let url = self.field(&f, "url", "an http(s) URL", check::http_url);
+        let sha256 = self.field(&f, "sha256", "a sha256 digest", check::sha256);
+        let local = self.field(
+            &f,
+            "local",
+            "a path in the build context",
+            check::local_path,
+        );
+        let context = self.context(&f);
+        let extract = self.bool(&f, "extract").unwrap_or(false);
+        let mode = self.mode(&f, "mode");
+        let dest = self.field(&f, "dest", "an absolute path", check::abs_path);
+        let (has_url, has_local, has_sha) = (
+            f.get("url").is_some(),
+            f.get("local").is_some(),
+            f.get("sha256").is_some(),
+        );
+        let anchor = f.key_span("name").unwrap_or(Span::at(f.span.start));
+        if has_url && has_local {
+            self.error_help(
+                path,
+                f.key_span("local").unwrap_or(anchor),
+                "a component takes either `url` + `sha256` or `local`, not both",
+                "remove one of them",
+            );
+        } else if !has_url && !has_local {
+            self.error(
+                path,
+                anchor,
+                "a component needs `url` + `sha256` (a download) or `local` (a path in the build context)",
+            );
+        } else if has_url && !has_sha {
+            self.error_help(
+                &f.path("sha256"),
+                f.key_span("url").unwrap_or(anchor),
+                "a `url` needs `sha256` (64 lowercase hex digits) so the download is pinned",
+                "compute it with `curl -sL <url> | sha256sum`",
+            );
+        } else if has_local && has_sha {
+            self.error(
+                &f.path("sha256"),
+                f.key_span("sha256").unwrap_or(anchor),
+                "`sha256` only applies to `url`; files from the build context need none",
+            );
+        }
+        if let Some(d) = &dest
+            && !extract
+        {
+            self.paths.push(PathEntry {
+                path: d.value.clone(),
+                span: d.span,
+                key_path: path.to_owned(),
+                overwrite: false,
+                can_overwrite: false,
+                layer: Layer::Kubernetes,
+            });
+        }
+        let source = match (url, sha256, local) {
+            (Some(url), Some(sha256), None) => ComponentSource::Http {
+                url: url.value,
+                sha256: sha256.value,
+            },
+            (None, None, Some(local)) => ComponentSource::Local(local.value),
+            _ => return None,
+        };
+        Some(Component {
+            span: node.span,
+            name: name?.value,
+            source,
+            context,
+            dest: dest.map(|d| d.value),
+            mode,
+            extract,
+        })
+    }
+}
