@@ -45,7 +45,24 @@ pub enum ConvertError {
         esp = nodestamp_contract::units::human(*esp)
     )]
     EspTooSmall { files: u64, esp: u64 },
-    #[error("unknown disk format {0:?}: expected one of raw, qcow2, vmdk, vhd")]
+    #[error(
+        "the rootfs has no GRUB for BIOS: expected {what}; install grub-pc-bin in the node, or use firmware uefi"
+    )]
+    NoGrub { what: &'static str },
+    #[error(
+        "firmware {firmware} boots x86-64 disks only (GRUB for i386-pc), this rootfs is {arch}: use firmware uefi"
+    )]
+    BiosNotX86 {
+        firmware: crate::bios::Firmware,
+        arch: &'static str,
+    },
+    #[error("unknown firmware {0:?}: expected one of uefi, bios, hybrid")]
+    UnknownFirmware(String),
+    #[error(
+        "firmware {firmware} needs the rootfs as a directory (GRUB's core.img is made by the node's own grub-mkimage, run from it): unpack the tar and pass the directory"
+    )]
+    BiosNeedsDir { firmware: crate::bios::Firmware },
+    #[error("unknown disk format {0:?}: expected one of raw, qcow2, vmdk, vhd, ova, gce")]
     UnknownFormat(String),
     /// A size refused by the parser the spec's `disk.size` uses, with its help.
     #[error(

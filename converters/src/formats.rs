@@ -13,10 +13,17 @@ pub enum Format {
     Vmdk,
     /// Fixed VHD with an exact virtual size (a whole number of MiB), as Azure requires.
     Vhd,
+    /// An OVF package in one tar (descriptor, manifest, streamOptimized vmdk), for vSphere.
+    Ova,
+    /// A gzipped tar holding `disk.raw` (GNU format, sparse), as Compute Engine imports.
+    Gce,
 }
 
 impl Format {
+    /// The disk image formats qemu-img writes and reads.
     pub const ALL: [Format; 4] = [Format::Raw, Format::Qcow2, Format::Vmdk, Format::Vhd];
+    /// Packages holding a disk image: the image inside is [`Format::inner`].
+    pub const PACKAGES: [Format; 2] = [Format::Ova, Format::Gce];
 
     pub fn extension(self) -> &'static str {
         match self {
@@ -24,24 +31,35 @@ impl Format {
             Format::Qcow2 => "qcow2",
             Format::Vmdk => "vmdk",
             Format::Vhd => "vhd",
+            Format::Ova => "ova",
+            Format::Gce => "gce.tar.gz",
         }
     }
 
-    /// qemu-img's name of the format.
-    pub fn qemu_format(self) -> &'static str {
+    /// The disk image format itself, or the one a package holds.
+    pub fn inner(self) -> Format {
         match self {
+            Format::Ova => Format::Vmdk,
+            Format::Gce => Format::Raw,
+            f => f,
+        }
+    }
+
+    /// qemu-img's name of the format (of the image inside, for a package).
+    pub fn qemu_format(self) -> &'static str {
+        match self.inner() {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
-            Format::Vmdk => "vmdk",
             Format::Vhd => "vpc",
+            _ => "vmdk",
         }
     }
 
     pub fn qemu_options(self) -> Option<&'static str> {
-        match self {
-            Format::Raw | Format::Qcow2 => None,
+        match self.inner() {
             Format::Vmdk => Some("subformat=streamOptimized"),
             Format::Vhd => Some("subformat=fixed,force_size=on"),
+            _ => None,
         }
     }
 
@@ -65,6 +83,8 @@ impl FromStr for Format {
             "qcow2" => Ok(Format::Qcow2),
             "vmdk" => Ok(Format::Vmdk),
             "vhd" | "vpc" => Ok(Format::Vhd),
+            "ova" => Ok(Format::Ova),
+            "gce" | "gce.tar.gz" => Ok(Format::Gce),
             _ => Err(ConvertError::UnknownFormat(s.to_string())),
         }
     }
@@ -108,6 +128,8 @@ mod tests {
     #[test]
     fn parse_formats() {
         assert_eq!("QCOW2".parse::<Format>().unwrap(), Format::Qcow2);
+        assert_eq!("ova".parse::<Format>().unwrap().inner(), Format::Vmdk);
+        assert_eq!("gce".parse::<Format>().unwrap().extension(), "gce.tar.gz");
         let e = "iso".parse::<Format>().unwrap_err().to_string();
         assert!(e.contains("unknown disk format \"iso\""), "{e}");
     }

@@ -97,6 +97,8 @@ impl fmt::Debug for Guid {
 
 /// EFI System Partition.
 pub const TYPE_ESP: Guid = Guid::parse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+/// BIOS boot partition (GRUB's core.img), "Hah!IdontNeedEFI".
+pub const TYPE_BIOS_BOOT: Guid = Guid::parse("21686148-6449-6e6f-744e-656564454649");
 /// Linux root (x86-64), from the Discoverable Partitions Specification.
 pub const TYPE_ROOT_X86_64: Guid = Guid::parse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
 /// Linux root (64-bit ARM/AArch64), from the Discoverable Partitions Specification.

@@ -11,12 +11,14 @@
 //! [`convert`] is the entry point; tools run through a [`tools::Runner`].
 
 pub mod arch;
+pub mod bios;
 pub mod error;
 pub mod fat;
 mod fill;
 pub mod formats;
 pub mod gpt;
 pub mod images;
+pub mod ova;
 pub mod plan;
 pub mod progress;
 pub mod rootfs;
@@ -61,6 +63,8 @@ pub struct ConvertOptions {
     pub outputs: Vec<OutputSpec>,
     /// How a tar input reaches mke2fs.
     pub tar_mode: TarMode,
+    /// How the disk boots: UEFI (systemd-boot), BIOS (GRUB i386-pc) or both.
+    pub firmware: bios::Firmware,
 }
 
 impl Default for ConvertOptions {
@@ -74,6 +78,7 @@ impl Default for ConvertOptions {
             epoch: None,
             outputs: Vec::new(),
             tar_mode: TarMode::Auto,
+            firmware: bios::Firmware::Uefi,
         }
     }
 }
@@ -246,6 +251,10 @@ pub fn convert(
     progress.stage("writing the GPT");
     write_gpt(&plan, raw_path)?;
     verify_raw(&plan, raw_path)?;
+    if let Some(grub) = &built.grub {
+        progress.stage("installing GRUB for BIOS boot (the node's grub-mkimage)");
+        bios::install(&plan, grub, work.path(), raw_path, runner)?;
+    }
 
     let mut outputs = Vec::new();
     for (i, o) in opts.outputs.iter().enumerate() {
@@ -254,8 +263,14 @@ pub fn convert(
         }
         progress.stage(&format!("writing {} ({})", o.path.display(), o.format));
         let tmp = temps[i].path();
-        runner.run(&tools::qemu_convert(raw_path, o.format, tmp))?;
-        verify_encoded(&plan, tmp, o.format, runner)?;
+        match o.format {
+            Format::Ova => write_ova(&plan, work.path(), raw_path, tmp, runner)?,
+            Format::Gce => write_gce(&plan, work.path(), raw_path, tmp, runner)?,
+            _ => {
+                runner.run(&tools::qemu_convert(raw_path, o.format, tmp))?;
+                verify_encoded(&plan, tmp, o.format, runner)?;
+            }
+        }
     }
     // Everything verified: rename into place.
     for (i, (o, t)) in opts.outputs.iter().zip(temps).enumerate() {
@@ -280,6 +295,72 @@ pub fn convert(
         populate: built.populate,
         provenance: built.provenance,
     })
+}
+
+/// The OVA: the streamOptimized vmdk made and checked like the `vmdk` format, packed with its
+/// descriptor and manifest, then the whole package checked ([`ova::check`]).
+fn write_ova(
+    plan: &DiskPlan,
+    work: &Path,
+    raw: &Path,
+    out: &Path,
+    runner: &mut dyn Runner,
+) -> Result<(), ConvertError> {
+    let vmdk = TempPath::new(work.join(ova::disk_file_name("disk")));
+    runner.run(&tools::qemu_convert(raw, Format::Vmdk, vmdk.path()))?;
+    verify_encoded(plan, vmdk.path(), Format::Vmdk, runner)?;
+    ova::write(
+        out,
+        &plan.name,
+        vmdk.path(),
+        plan.size,
+        plan.firmware,
+        plan.epoch,
+    )
+    .map_err(ConvertError::io(format!("writing {}", out.display())))?;
+    let verr = |what: String| ConvertError::Verify {
+        path: out.to_path_buf(),
+        what,
+    };
+    let info = ova::check(out).map_err(verr)?;
+    if info.capacity != plan.size || info.firmware != ova::vmware_firmware(plan.firmware) {
+        return Err(verr(format!(
+            "the OVA says {} bytes and firmware {}, the disk is {} bytes with firmware {}",
+            info.capacity, info.firmware, plan.size, plan.firmware
+        )));
+    }
+    Ok(())
+}
+
+/// The Compute Engine image: `disk.raw` alone in a gzipped GNU tar, holes kept (`tar -S`),
+/// then listed back.
+fn write_gce(
+    plan: &DiskPlan,
+    work: &Path,
+    raw: &Path,
+    out: &Path,
+    runner: &mut dyn Runner,
+) -> Result<(), ConvertError> {
+    let dir = TempPath::new(work.join("gce"));
+    fs::create_dir_all(dir.path()).map_err(ConvertError::io("staging disk.raw"))?;
+    let disk = dir.path().join("disk.raw");
+    if fs::hard_link(raw, &disk).is_err() {
+        fs::copy(raw, &disk).map_err(ConvertError::io("staging disk.raw"))?;
+    }
+    runner.run(&tools::gce_tar(dir.path(), out, plan.epoch))?;
+    let listing = runner.run(&tools::gce_list(out))?;
+    let lines: Vec<&str> = listing.lines().collect();
+    let expected = format!(" {} ", plan.size);
+    if lines.len() != 1 || !lines[0].ends_with(" disk.raw") || !lines[0].contains(&expected) {
+        return Err(ConvertError::Verify {
+            path: out.to_path_buf(),
+            what: format!(
+                "expected disk.raw of {} bytes alone in the archive, tar lists {listing:?}",
+                plan.size
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn set_epoch(path: &Path, epoch: i64) -> Result<(), ConvertError> {

@@ -7,13 +7,17 @@
 //! …      root  ext4, label "root", the node's rootfs
 //! -1 MiB backup GPT (in the last MiB)
 //! ```
+//! With BIOS boot (firmware `bios` or `hybrid`) a 1 MiB BIOS boot partition holding GRUB's
+//! core.img comes first, at 1 MiB, and the ESP and root move up by 1 MiB; it is the third entry
+//! of the table, so the ESP stays partition 1 and root partition 2 whatever the firmware.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::arch::Arch;
+use crate::bios::{self, Firmware};
 use crate::error::ConvertError;
-use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_ESP};
+use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_BIOS_BOOT, TYPE_ESP};
 use crate::tar::Totals;
 
 pub use nodestamp_contract::units::{GIB, MIB, human, size_arg};
@@ -36,6 +40,7 @@ pub struct Ids {
     pub root_fs: Guid,
     pub root_hash_seed: Guid,
     pub esp_volume_id: u32,
+    pub bios_partition: Guid,
 }
 
 impl Ids {
@@ -48,6 +53,7 @@ impl Ids {
             root_fs: Guid::derive(seed, "root-filesystem"),
             root_hash_seed: Guid::derive(seed, "root-hash-seed"),
             esp_volume_id: u32::from_be_bytes([vol[0], vol[1], vol[2], vol[3]]),
+            bios_partition: Guid::derive(seed, "bios-boot-partition"),
         }
     }
 }
@@ -86,7 +92,8 @@ pub struct BootFiles {
     pub kernel_version: String,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    pub systemd_boot: PathBuf,
+    /// `None` when the rootfs has none (enough for firmware `bios`).
+    pub systemd_boot: Option<PathBuf>,
     /// Contents of the rootfs's `/etc/kernel/cmdline`, if any.
     pub cmdline: Option<String>,
 }
@@ -105,6 +112,11 @@ pub struct DiskPlan {
     pub epoch: i64,
     /// Filled by [`DiskPlan::with_boot`].
     pub esp_files: Vec<EspFile>,
+    pub firmware: Firmware,
+    /// The BIOS boot partition (GRUB's core.img), with firmware `bios` or `hybrid`.
+    pub bios_boot: Option<Partition>,
+    /// The config embedded in GRUB's core.img; filled by [`DiskPlan::with_boot`] for BIOS boot.
+    pub grub_config: Option<String>,
 }
 
 impl DiskPlan {
@@ -143,7 +155,35 @@ impl DiskPlan {
             fstab,
             epoch,
             esp_files: Vec::new(),
+            firmware: Firmware::Uefi,
+            bios_boot: None,
+            grub_config: None,
         }
+    }
+
+    /// Lays the disk out for `firmware`: BIOS boot adds the BIOS boot partition at 1 MiB and
+    /// moves the ESP and root up by its size (the disk keeps its size).
+    pub fn with_firmware(mut self, firmware: Firmware) -> DiskPlan {
+        if self.bios_boot.is_some() {
+            self.esp.offset -= bios::BIOS_BOOT_SIZE;
+            self.root.offset -= bios::BIOS_BOOT_SIZE;
+            self.root.size += bios::BIOS_BOOT_SIZE;
+            self.bios_boot = None;
+        }
+        self.firmware = firmware;
+        if firmware.bios() {
+            self.bios_boot = Some(Partition {
+                name: "BIOS boot",
+                type_guid: TYPE_BIOS_BOOT,
+                guid: self.ids.bios_partition,
+                offset: MIB,
+                size: bios::BIOS_BOOT_SIZE,
+            });
+            self.esp.offset += bios::BIOS_BOOT_SIZE;
+            self.root.offset += bios::BIOS_BOOT_SIZE;
+            self.root.size = self.root.size.saturating_sub(bios::BIOS_BOOT_SIZE);
+        }
+        self
     }
 
     pub fn gpt(&self) -> Gpt {
@@ -157,7 +197,11 @@ impl DiskPlan {
         Gpt {
             disk_guid: self.ids.disk,
             disk_sectors: self.size / SECTOR,
-            partitions: vec![part(&self.esp), part(&self.root)],
+            partitions: [Some(&self.esp), Some(&self.root), self.bios_boot.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(part)
+                .collect(),
         }
     }
 
@@ -195,8 +239,14 @@ impl DiskPlan {
     /// Adds the ESP contents: systemd-boot (as the removable-media default loader of its
     /// architecture and under `EFI/systemd`), the kernel and initrd, `loader.conf` and one boot
     /// entry, and gives the root partition its architecture's type (Discoverable Partitions
-    /// Specification). `kernel_arguments` wins over the rootfs's `/etc/kernel/cmdline`.
-    pub fn with_boot(mut self, boot: &BootFiles, kernel_arguments: Option<&str>) -> DiskPlan {
+    /// Specification); for BIOS boot also the config GRUB's core.img embeds (the same kernel,
+    /// initrd and command line). `kernel_arguments` wins over the rootfs's `/etc/kernel/cmdline`.
+    /// UEFI boot needs systemd-boot in the rootfs; firmware `bios` leaves it out.
+    pub fn with_boot(
+        mut self,
+        boot: &BootFiles,
+        kernel_arguments: Option<&str>,
+    ) -> Result<DiskPlan, ConvertError> {
         let args = kernel_arguments
             .map(str::to_string)
             .or_else(|| boot.cmdline.clone())
@@ -214,24 +264,48 @@ impl DiskPlan {
             source: EspSource::File(p.clone()),
         };
         self.root.type_guid = boot.arch.root_partition_type();
-        self.esp_files = vec![
-            file(boot.arch.removable_loader(), &boot.systemd_boot),
-            file(
+        if self.firmware.bios() && boot.arch != Arch::X86_64 {
+            return Err(ConvertError::BiosNotX86 {
+                firmware: self.firmware,
+                arch: boot.arch.oci_name(),
+            });
+        }
+        let kernel = format!("{id}/vmlinuz-{v}");
+        let initrd = format!("{id}/initrd.img-{v}");
+        let mut files = Vec::new();
+        if self.firmware.uefi() {
+            let sd = boot
+                .systemd_boot
+                .as_ref()
+                .ok_or(ConvertError::NoSystemdBoot)?;
+            files.push(file(boot.arch.removable_loader(), sd));
+            files.push(file(
                 format!("EFI/systemd/{}", boot.arch.systemd_boot_name()),
-                &boot.systemd_boot,
-            ),
-            file(format!("{id}/vmlinuz-{v}"), &boot.kernel),
-            file(format!("{id}/initrd.img-{v}"), &boot.initrd),
-            EspFile {
+                sd,
+            ));
+        }
+        files.push(file(kernel.clone(), &boot.kernel));
+        files.push(file(initrd.clone(), &boot.initrd));
+        if self.firmware.uefi() {
+            files.push(EspFile {
                 path: "loader/loader.conf".into(),
                 source: EspSource::Text(self.loader_conf()),
-            },
-            EspFile {
+            });
+            files.push(EspFile {
                 path: format!("loader/entries/{id}.conf"),
                 source: EspSource::Text(entry),
-            },
-        ];
-        self
+            });
+        }
+        self.esp_files = files;
+        self.grub_config = self.firmware.bios().then(|| {
+            bios::embedded_config(
+                self.ids.esp_volume_id,
+                &kernel,
+                &initrd,
+                &self.kernel_options(&args),
+            )
+        });
+        Ok(self)
     }
 }
 
@@ -276,6 +350,16 @@ pub fn default_disk_size(totals: &Totals, esp_size: u64) -> u64 {
     let root = root_min_size(totals);
     let root = root + (root / 4).max(512 * MIB);
     disk_size_for_root(root, esp_size)
+}
+
+/// Space before the ESP that `firmware` needs besides the first MiB (the BIOS boot partition).
+/// Sizing functions take it added to the ESP size.
+pub fn boot_overhead(firmware: Firmware) -> u64 {
+    if firmware.bios() {
+        bios::BIOS_BOOT_SIZE
+    } else {
+        0
+    }
 }
 
 /// Whole-disk size needed for a root filesystem of `root` bytes.
@@ -362,7 +446,7 @@ mod tests {
             kernel_version: "6.1.0-27-amd64".into(),
             kernel: "/r/boot/vmlinuz-6.1.0-27-amd64".into(),
             initrd: "/r/boot/initrd.img-6.1.0-27-amd64".into(),
-            systemd_boot: "/r/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into(),
+            systemd_boot: Some("/r/usr/lib/systemd/boot/efi/systemd-bootx64.efi".into()),
             cmdline: Some("console=ttyS0 quiet\n".into()),
         }
     }
@@ -388,10 +472,12 @@ mod tests {
             kernel_version: "6.1.0-27-arm64".into(),
             kernel: "/r/boot/vmlinuz-6.1.0-27-arm64".into(),
             initrd: "/r/boot/initrd.img-6.1.0-27-arm64".into(),
-            systemd_boot: "/r/usr/lib/systemd/boot/efi/systemd-bootaa64.efi".into(),
+            systemd_boot: Some("/r/usr/lib/systemd/boot/efi/systemd-bootaa64.efi".into()),
             cmdline: Some("console=ttyAMA0\n".into()),
         };
-        let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0).with_boot(&boot, None);
+        let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_boot(&boot, None)
+            .unwrap();
         let paths: Vec<&str> = p.esp_files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths[..4],
@@ -404,16 +490,26 @@ mod tests {
         );
         assert_eq!(
             p.esp_files[0].source,
-            EspSource::File(boot.systemd_boot.clone())
+            EspSource::File(boot.systemd_boot.clone().unwrap())
         );
         assert_eq!(p.root.type_guid, crate::gpt::TYPE_ROOT_ARM64);
         assert_eq!(p.gpt().partitions[1].type_guid, crate::gpt::TYPE_ROOT_ARM64);
         assert_eq!(p.gpt().partitions[0].type_guid, TYPE_ESP);
         // The same seed gives the same identifiers whatever the architecture.
         let x = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
-            .with_boot(&super::tests::boot(), None);
+            .with_boot(&super::tests::boot(), None)
+            .unwrap();
         assert_eq!(x.ids, p.ids);
         assert_eq!(x.root.type_guid, crate::gpt::TYPE_ROOT_X86_64);
+        // GRUB for i386-pc does not boot an arm64 disk.
+        let e = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_firmware(Firmware::Hybrid)
+            .with_boot(&boot, None)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "firmware hybrid boots x86-64 disks only (GRUB for i386-pc), this rootfs is arm64: use firmware uefi"
+        );
     }
 
     #[test]
@@ -428,8 +524,9 @@ mod tests {
 
     #[test]
     fn fstab_and_entries_match_ids() {
-        let p =
-            DiskPlan::new("my node", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0).with_boot(&boot(), None);
+        let p = DiskPlan::new("my node", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_boot(&boot(), None)
+            .unwrap();
         assert!(p.fstab.contains(&format!("UUID={} / ext4", p.ids.root_fs)));
         assert!(
             p.fstab
@@ -468,11 +565,72 @@ mod tests {
     #[test]
     fn explicit_kernel_arguments_win() {
         let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
-            .with_boot(&boot(), Some("console=tty0"));
+            .with_boot(&boot(), Some("console=tty0"))
+            .unwrap();
         let EspSource::Text(entry) = &p.esp_files[5].source else {
             panic!()
         };
         assert!(entry.ends_with(" rw console=tty0\n"), "{entry}");
+    }
+
+    #[test]
+    fn bios_boot_partition_comes_first_on_disk_and_last_in_the_table() {
+        let u = DiskPlan::new("n", "s", 8 * GIB, DEFAULT_ESP_SIZE, 0);
+        let h = u.clone().with_firmware(Firmware::Hybrid);
+        let bb = h.bios_boot.clone().unwrap();
+        assert_eq!((bb.offset, bb.size), (MIB, MIB));
+        assert_eq!(h.esp.offset, 2 * MIB);
+        assert_eq!(h.root.offset, 258 * MIB);
+        assert_eq!(h.root.offset + h.root.size, 8 * GIB - MIB);
+        let g = h.gpt();
+        assert_eq!(g.partitions.len(), 3);
+        assert_eq!(g.partitions[0].type_guid, TYPE_ESP);
+        assert_eq!(g.partitions[1].type_guid, crate::gpt::TYPE_ROOT_X86_64);
+        assert_eq!(g.partitions[2].type_guid, TYPE_BIOS_BOOT);
+        assert_eq!(
+            (g.partitions[2].first_lba, g.partitions[2].last_lba),
+            (2048, 4095)
+        );
+        // Back to UEFI gives the UEFI layout again.
+        assert_eq!(h.with_firmware(Firmware::Uefi), u);
+        assert_eq!(boot_overhead(Firmware::Bios), MIB);
+        assert_eq!(boot_overhead(Firmware::Uefi), 0);
+    }
+
+    #[test]
+    fn bios_boot_files_and_grub_config() {
+        let mut b = boot();
+        b.systemd_boot = None;
+        let p = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_firmware(Firmware::Bios)
+            .with_boot(&b, None)
+            .unwrap();
+        let paths: Vec<&str> = p.esp_files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["n/vmlinuz-6.1.0-27-amd64", "n/initrd.img-6.1.0-27-amd64"]
+        );
+        let cfg = p.grub_config.clone().unwrap();
+        assert!(
+            cfg.contains(&format!(
+                "linux /n/vmlinuz-6.1.0-27-amd64 root=UUID={} rw console=ttyS0 quiet\n",
+                p.ids.root_fs
+            )),
+            "{cfg}"
+        );
+        assert!(cfg.contains(&bios::fat_uuid(p.ids.esp_volume_id)));
+        // Hybrid needs systemd-boot, and has both.
+        let e = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_firmware(Firmware::Hybrid)
+            .with_boot(&b, None)
+            .unwrap_err();
+        assert!(matches!(e, ConvertError::NoSystemdBoot));
+        let h = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
+            .with_firmware(Firmware::Hybrid)
+            .with_boot(&boot(), None)
+            .unwrap();
+        assert_eq!(h.esp_files.len(), 6);
+        assert!(h.grub_config.is_some());
     }
 
     #[test]

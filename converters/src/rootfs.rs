@@ -128,6 +128,8 @@ fn mke2fs_reads_tar(runner: &mut dyn Runner) -> bool {
 
 pub(crate) struct Built {
     pub plan: DiskPlan,
+    /// GRUB for i386-pc in the rootfs directory, for BIOS boot.
+    pub grub: Option<crate::bios::Grub>,
     pub input_bytes: u64,
     pub populate: &'static str,
     pub provenance: Provenance,
@@ -169,7 +171,13 @@ pub(crate) fn build(
             progress.stage(&format!("scanning {}", dir.display()));
             let totals = scan_dir(&dir)?;
             let boot = boot_files_in_dir(&dir)?;
-            let plan = plan_for(opts, seed, epoch, &totals)?;
+            let grub = if opts.firmware.bios() {
+                Some(crate::bios::Grub::find(&dir)?)
+            } else {
+                None
+            };
+            let plan = plan_for(opts, seed, epoch, &totals)?
+                .with_boot(&boot, opts.kernel_arguments.as_deref())?;
             create_raw(raw, plan.size)?;
             progress.stage("building the root filesystem (mke2fs -d <dir>)");
             run_mke2fs(
@@ -180,10 +188,16 @@ pub(crate) fn build(
                 None,
             )?;
             Ok(Built {
-                plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+                plan,
+                grub,
                 input_bytes: totals.bytes,
                 populate: "mke2fs -d <dir>",
                 provenance: Provenance::Unknown,
+            })
+        }
+        Input::TarFile(_) | Input::TarStream(_) if opts.firmware.bios() => {
+            Err(ConvertError::BiosNeedsDir {
+                firmware: opts.firmware,
             })
         }
         Input::TarFile(path) => {
@@ -267,15 +281,25 @@ fn plan_for(
     epoch: i64,
     totals: &Totals,
 ) -> Result<DiskPlan, ConvertError> {
+    let before_root = opts.esp_size + plan::boot_overhead(opts.firmware);
+    let gce = opts.outputs.iter().any(|o| o.format == crate::Format::Gce);
     let size = match opts.size {
         Some(s) => {
             let s = s.div_ceil(plan::MIB) * plan::MIB;
-            plan::check_size(s, totals, opts.esp_size)?;
+            plan::check_size(s, totals, before_root)?;
+            if gce && !s.is_multiple_of(plan::GIB) {
+                return Err(ConvertError::Options(format!(
+                    "format gce needs a disk size in whole GiB (Compute Engine's rule), got {}",
+                    plan::size_arg(s)
+                )));
+            }
             s
         }
-        None => plan::default_disk_size(totals, opts.esp_size),
+        // Compute Engine takes disks in whole GiB.
+        None if gce => plan::default_disk_size(totals, before_root).next_multiple_of(plan::GIB),
+        None => plan::default_disk_size(totals, before_root),
     };
-    Ok(DiskPlan::new(&opts.name, seed, size, opts.esp_size, epoch))
+    Ok(DiskPlan::new(&opts.name, seed, size, opts.esp_size, epoch).with_firmware(opts.firmware))
 }
 
 fn create_raw(raw: &Path, size: u64) -> Result<(), ConvertError> {
@@ -320,7 +344,11 @@ fn run_mke2fs(
     };
     r.map_err(|e| {
         if is_space_error(&e) {
-            too_small(plan, totals, plan.esp.size)
+            too_small(
+                plan,
+                totals,
+                plan.esp.size + plan::boot_overhead(plan.firmware),
+            )
         } else {
             e
         }
@@ -464,13 +492,19 @@ impl Captured {
 
     fn boot_files(&self) -> Result<BootFiles, ConvertError> {
         let v = plan::pick_kernel(&self.kernels, &self.initrds)?;
-        let arch = one_arch(&self.systemd_boots)?;
+        // No systemd-boot: an x86-64 disk that can only boot with BIOS (checked by the plan).
+        let (arch, systemd_boot) = if self.systemd_boots.is_empty() {
+            (Arch::X86_64, None)
+        } else {
+            let arch = one_arch(&self.systemd_boots)?;
+            (arch, Some(self.dir.join(arch.systemd_boot_name())))
+        };
         Ok(BootFiles {
             arch,
             kernel: self.dir.join(format!("vmlinuz-{v}")),
             initrd: self.dir.join(format!("initrd.img-{v}")),
             kernel_version: v,
-            systemd_boot: self.dir.join(arch.systemd_boot_name()),
+            systemd_boot,
             cmdline: if self.cmdline {
                 fs::read_to_string(self.dir.join("cmdline")).ok()
             } else {
@@ -540,7 +574,9 @@ fn from_tar(
         )?;
         let boot = cap.boot_files()?;
         return Ok(Built {
-            plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+            plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref())?,
+            // BIOS boot takes the extract path above.
+            grub: None,
             input_bytes: seen.bytes,
             populate: "tree without contents → mke2fs -d, contents written into their blocks",
             provenance: cap.provenance(),
@@ -568,7 +604,11 @@ fn from_tar(
             let r = runner.run_fed(&inv, &mut feed);
             if let Err(e) = r {
                 if is_space_error(&e) {
-                    return Err(too_small(&plan, &seen, plan.esp.size));
+                    return Err(too_small(
+                        &plan,
+                        &seen,
+                        plan.esp.size + plan::boot_overhead(plan.firmware),
+                    ));
                 }
                 return Err(e);
             }
@@ -602,7 +642,8 @@ fn from_tar(
     };
     let boot = cap.boot_files()?;
     Ok(Built {
-        plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref()),
+        plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref())?,
+        grub: None,
         input_bytes: seen.bytes,
         populate,
         provenance: cap.provenance(),
@@ -908,11 +949,16 @@ pub fn boot_files_in_dir(root: &Path) -> Result<BootFiles, ConvertError> {
         .into_iter()
         .filter_map(|a| file_in_root(root, &a.systemd_boot_path()).map(|p| (a, p)))
         .collect();
-    let arch = one_arch(&found.iter().map(|(a, _)| *a).collect::<Vec<_>>())?;
-    let systemd_boot = found
-        .into_iter()
-        .find_map(|(a, p)| (a == arch).then_some(p))
-        .ok_or(ConvertError::NoSystemdBoot)?;
+    // No systemd-boot: an x86-64 disk that can only boot with BIOS (checked by the plan).
+    let (arch, systemd_boot) = if found.is_empty() {
+        (Arch::X86_64, None)
+    } else {
+        let arch = one_arch(&found.iter().map(|(a, _)| *a).collect::<Vec<_>>())?;
+        let sd = found
+            .into_iter()
+            .find_map(|(a, p)| (a == arch).then_some(p));
+        (arch, sd)
+    };
     let cmdline = file_in_root(root, "etc/kernel/cmdline").and_then(|p| fs::read_to_string(p).ok());
     Ok(BootFiles {
         arch,

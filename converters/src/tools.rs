@@ -288,6 +288,29 @@ pub fn qemu_convert(raw: &Path, format: Format, out: &Path) -> Invocation {
     inv.arg(raw).arg(out)
 }
 
+/// The Compute Engine archive: `disk.raw` from `dir` in a GNU (oldgnu) tar, holes kept, gzip
+/// without a name or time, every stored time `epoch`.
+pub fn gce_tar(dir: &Path, out: &Path, epoch: i64) -> Invocation {
+    Invocation::new("tar")
+        .arg("--format=oldgnu")
+        .arg("--sparse")
+        .arg("--use-compress-program=gzip -n")
+        .arg(format!("--mtime=@{epoch}"))
+        .arg("--owner=0")
+        .arg("--group=0")
+        .arg("--numeric-owner")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .arg("disk.raw")
+}
+
+/// Lists a Compute Engine archive (`tar -tvzf`).
+pub fn gce_list(path: &Path) -> Invocation {
+    Invocation::new("tar").arg("-tvzf").arg(path)
+}
+
 pub fn qemu_check(path: &Path, format: Format) -> Invocation {
     Invocation::new("qemu-img")
         .arg("check")

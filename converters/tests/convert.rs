@@ -8,6 +8,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nodestamp_converters::bios::Firmware;
 use nodestamp_converters::progress::Quiet;
 use nodestamp_converters::rootfs::{Input, TarMode};
 use nodestamp_converters::tools::SystemRunner;
@@ -745,4 +746,131 @@ fn raw_output_keeps_unwritten_space_as_holes() {
         plan.esp.size
     );
     assert!(allocated * 4 < plan.size, "{allocated} of {}", plan.size);
+}
+
+// ---- firmware and packaged formats ----
+
+#[test]
+fn bios_needs_grub_in_the_rootfs() {
+    let (err, _) = expect_failure(
+        "nogrub",
+        |d| {
+            fixture_rootfs(&d.join("rootfs"), true, true, true);
+            Input::Dir(d.join("rootfs"))
+        },
+        |o| o.firmware = Firmware::Bios,
+    );
+    assert!(matches!(err, ConvertError::NoGrub { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the rootfs has no GRUB for BIOS: expected /usr/lib/grub/i386-pc/boot.img (package grub-pc-bin); install grub-pc-bin in the node, or use firmware uefi"
+    );
+}
+
+#[test]
+fn bios_from_a_tar_says_to_unpack_it() {
+    let (err, _) = expect_failure(
+        "biostar",
+        |d| {
+            fixture_rootfs(&d.join("rootfs"), true, true, true);
+            make_tar(&d.join("rootfs"), &d.join("rootfs.tar"));
+            Input::TarFile(d.join("rootfs.tar"))
+        },
+        |o| o.firmware = Firmware::Hybrid,
+    );
+    assert!(
+        err.to_string()
+            .starts_with("firmware hybrid needs the rootfs as a directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gce_needs_whole_gib() {
+    let (err, _) = expect_failure(
+        "gcesize",
+        |d| {
+            fixture_rootfs(&d.join("rootfs"), true, true, true);
+            Input::Dir(d.join("rootfs"))
+        },
+        |o| {
+            o.outputs
+                .push(out(&o.outputs[0].path.with_file_name(""), Format::Gce))
+        },
+    );
+    assert_eq!(
+        err.to_string(),
+        "invalid options: format gce needs a disk size in whole GiB (Compute Engine's rule), got 768MiB"
+    );
+}
+
+#[test]
+fn ova_of_a_disk_too_small_for_the_content() {
+    let (err, _) = expect_failure(
+        "ovasmall",
+        |d| {
+            fixture_rootfs(&d.join("rootfs"), true, true, true);
+            Input::Dir(d.join("rootfs"))
+        },
+        |o| {
+            o.size = Some(260 << 20);
+            o.outputs = vec![out(&o.outputs[0].path.with_file_name(""), Format::Ova)];
+        },
+    );
+    assert!(matches!(err, ConvertError::TooSmall { .. }), "{err}");
+}
+
+#[test]
+fn ova_and_gce_packages() {
+    let dir = scratch("packages");
+    fixture_rootfs(&dir.join("rootfs"), true, true, true);
+    let o = dir.join("out");
+    fs::create_dir_all(&o).unwrap();
+    let mut op = opts(vec![out(&o, Format::Ova), out(&o, Format::Gce)]);
+    op.size = Some(1 << 30);
+    let r = convert(
+        Input::Dir(dir.join("rootfs")),
+        &op,
+        &mut SystemRunner,
+        &mut Quiet,
+    )
+    .unwrap();
+    // OVA: the converter checked it; check again here, then the disk inside with qemu-img.
+    let ova = o.join("fixture.ova");
+    let info = nodestamp_converters::ova::check(&ova).unwrap();
+    assert_eq!(
+        info.members,
+        ["fixture.ovf", "fixture.mf", "fixture-disk1.vmdk"]
+    );
+    assert_eq!(info.capacity, 1 << 30);
+    assert_eq!(info.firmware, "efi");
+    sh(Command::new("tar").arg("-xf").arg(&ova).arg("-C").arg(&dir));
+    let vmdk = dir.join("fixture-disk1.vmdk");
+    sh(Command::new("qemu-img")
+        .args(["check", "-f", "vmdk"])
+        .arg(&vmdk));
+    assert_eq!(qemu_info(&vmdk, Format::Vmdk)["virtual-size"], 1u64 << 30);
+    let mf = fs::read_to_string(dir.join("fixture.mf")).unwrap();
+    let sum = sh(Command::new("sha256sum").arg(&vmdk));
+    assert!(
+        mf.contains(&format!("SHA256(fixture-disk1.vmdk)= {}", &sum[..64])),
+        "{mf}"
+    );
+    // GCE: disk.raw alone, the whole disk, and it is the raw disk (GPT readable).
+    let gce = o.join("fixture.gce.tar.gz");
+    let listing = sh(Command::new("tar").arg("-tzf").arg(&gce));
+    assert_eq!(listing, "disk.raw\n");
+    sh(Command::new("tar")
+        .arg("-xzSf")
+        .arg(&gce)
+        .arg("-C")
+        .arg(&dir));
+    let raw = dir.join("disk.raw");
+    assert_eq!(fs::metadata(&raw).unwrap().len(), 1 << 30);
+    check_raw(&raw, &r.plan, &dir);
+    // The vmdk in the OVA and disk.raw in the GCE archive are the same disk.
+    sh(Command::new("qemu-img")
+        .args(["compare", "-f", "vmdk", "-F", "raw"])
+        .arg(&vmdk)
+        .arg(&raw));
 }

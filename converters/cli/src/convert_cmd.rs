@@ -38,6 +38,10 @@ pub struct ConvertArgs {
     /// Kernel arguments; defaults to the rootfs's /etc/kernel/cmdline.
     #[arg(long, allow_hyphen_values = true)]
     pub kernel_arguments: Option<String>,
+    /// How the disk boots: uefi (systemd-boot), bios (GRUB i386-pc from the node's grub-pc-bin)
+    /// or hybrid (both on one disk). bios and hybrid need a rootfs directory.
+    #[arg(long, default_value = "uefi", value_name = "uefi|bios|hybrid")]
+    pub firmware: String,
     /// Size of the EFI system partition.
     #[arg(long, default_value = "256MiB")]
     pub esp_size: String,
@@ -129,6 +133,7 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
         kernel_arguments: args.kernel_arguments.clone(),
         epoch: None,
         outputs,
+        firmware: args.firmware.parse()?,
         tar_mode: match args.tar_mode {
             TarModeArg::Auto => TarMode::Auto,
             TarModeArg::Stream => TarMode::Stream,
