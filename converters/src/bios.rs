@@ -288,35 +288,57 @@ pub fn read_back(mbr: &[u8], core_first: &[u8]) -> (u64, u64, u16) {
     )
 }
 
-/// Installs GRUB for BIOS on the raw disk `raw` laid out by `plan` (GPT already written): makes
-/// core.img with the node's grub-mkimage, writes it into the BIOS boot partition and boot.img's
-/// code into the MBR, then reads both back.
-pub fn install(
+/// GRUB's two images for a disk, made from the node's GRUB and kept in the work directory (so
+/// the rootfs they came from may go away before the disk is finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubImages {
+    pub core_img: PathBuf,
+    pub boot_img: PathBuf,
+}
+
+/// Makes core.img for `plan` with the node's grub-mkimage (its config: [`DiskPlan::grub_config`])
+/// and copies the node's boot.img beside it, into `work`.
+pub fn make_images(
     plan: &DiskPlan,
     grub: &Grub,
     work: &Path,
-    raw: &Path,
     runner: &mut dyn Runner,
-) -> Result<(), ConvertError> {
+) -> Result<GrubImages, ConvertError> {
+    let config = plan.grub_config.as_ref().ok_or_else(|| {
+        ConvertError::Options(format!(
+            "firmware {} has no GRUB config in the plan",
+            plan.firmware
+        ))
+    })?;
+    let cfg = work.join("grub-embedded.cfg");
+    let images = GrubImages {
+        core_img: work.join("core.img"),
+        boot_img: work.join("boot.img"),
+    };
+    fs::write(&cfg, config).map_err(ConvertError::io("staging GRUB's config"))?;
+    runner.run(&grub.mkimage(&cfg, &images.core_img))?;
+    fs::copy(&grub.boot_img, &images.boot_img).map_err(ConvertError::io(format!(
+        "copying {}",
+        grub.boot_img.display()
+    )))?;
+    Ok(images)
+}
+
+/// Installs GRUB for BIOS on the raw disk `raw` laid out by `plan` (GPT already written): writes
+/// core.img into the BIOS boot partition and boot.img's code into the MBR, then reads both back.
+pub fn install(plan: &DiskPlan, images: &GrubImages, raw: &Path) -> Result<(), ConvertError> {
     let verr = |what: String| ConvertError::Verify {
         path: raw.to_path_buf(),
         what,
     };
-    let (Some(part), Some(config)) = (&plan.bios_boot, &plan.grub_config) else {
+    let Some(part) = &plan.bios_boot else {
         return Err(ConvertError::Options(format!(
             "firmware {} has no BIOS boot partition in the plan",
             plan.firmware
         )));
     };
-    let cfg = work.join("grub-embedded.cfg");
-    let core_path = work.join("core.img");
-    fs::write(&cfg, config).map_err(ConvertError::io("staging GRUB's config"))?;
-    runner.run(&grub.mkimage(&cfg, &core_path))?;
-    let core = fs::read(&core_path).map_err(ConvertError::io("reading core.img"))?;
-    let boot_img = fs::read(&grub.boot_img).map_err(ConvertError::io(format!(
-        "reading {}",
-        grub.boot_img.display()
-    )))?;
+    let core = fs::read(&images.core_img).map_err(ConvertError::io("reading core.img"))?;
+    let boot_img = fs::read(&images.boot_img).map_err(ConvertError::io("reading boot.img"))?;
     let lba = part.offset / SECTOR;
     let code = boot_code(&boot_img, lba).map_err(|e| verr(e.to_string()))?;
     let core = place_core(&core, lba, part.size / SECTOR).map_err(verr)?;

@@ -58,10 +58,6 @@ pub enum ConvertError {
     },
     #[error("unknown firmware {0:?}: expected one of uefi, bios, hybrid")]
     UnknownFirmware(String),
-    #[error(
-        "firmware {firmware} needs the rootfs as a directory (GRUB's core.img is made by the node's own grub-mkimage, run from it): unpack the tar and pass the directory"
-    )]
-    BiosNeedsDir { firmware: crate::bios::Firmware },
     #[error("unknown disk format {0:?}: expected one of raw, qcow2, vmdk, vhd, ova, gce")]
     UnknownFormat(String),
     /// A size refused by the parser the spec's `disk.size` uses, with its help.

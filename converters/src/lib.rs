@@ -252,8 +252,8 @@ pub fn convert(
     write_gpt(&plan, raw_path)?;
     verify_raw(&plan, raw_path)?;
     if let Some(grub) = &built.grub {
-        progress.stage("installing GRUB for BIOS boot (the node's grub-mkimage)");
-        bios::install(&plan, grub, work.path(), raw_path, runner)?;
+        progress.stage("installing GRUB for BIOS boot");
+        bios::install(&plan, grub, raw_path)?;
     }
 
     let mut outputs = Vec::new();

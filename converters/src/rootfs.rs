@@ -128,8 +128,8 @@ fn mke2fs_reads_tar(runner: &mut dyn Runner) -> bool {
 
 pub(crate) struct Built {
     pub plan: DiskPlan,
-    /// GRUB for i386-pc in the rootfs directory, for BIOS boot.
-    pub grub: Option<crate::bios::Grub>,
+    /// GRUB's images made from the node's GRUB, for BIOS boot.
+    pub grub: Option<crate::bios::GrubImages>,
     pub input_bytes: u64,
     pub populate: &'static str,
     pub provenance: Provenance,
@@ -178,6 +178,13 @@ pub(crate) fn build(
             };
             let plan = plan_for(opts, seed, epoch, &totals)?
                 .with_boot(&boot, opts.kernel_arguments.as_deref())?;
+            let grub = match grub {
+                Some(g) => {
+                    progress.stage("making GRUB's core.img (the node's grub-mkimage)");
+                    Some(crate::bios::make_images(&plan, &g, work, runner)?)
+                }
+                None => None,
+            };
             create_raw(raw, plan.size)?;
             progress.stage("building the root filesystem (mke2fs -d <dir>)");
             run_mke2fs(
@@ -193,11 +200,6 @@ pub(crate) fn build(
                 input_bytes: totals.bytes,
                 populate: "mke2fs -d <dir>",
                 provenance: Provenance::Unknown,
-            })
-        }
-        Input::TarFile(_) | Input::TarStream(_) if opts.firmware.bios() => {
-            Err(ConvertError::BiosNeedsDir {
-                firmware: opts.firmware,
             })
         }
         Input::TarFile(path) => {
@@ -547,6 +549,11 @@ fn from_tar(
     if mode == TarMode::Sparse && reopen.is_none() {
         mode = TarMode::Extract;
     }
+    // BIOS boot runs the node's grub-mkimage from the rootfs: the tar is unpacked for it.
+    if opts.firmware.bios() {
+        mode = TarMode::Extract;
+    }
+    let mut grub_images = None;
     // ctime and atime are each entry's mtime. Streamed, they travel in a PAX header per entry
     // (mke2fs's tar reader would otherwise leave zero), and ownership comes from the tar
     // headers. Extracted, they would be the extraction time: debugfs sets them afterwards,
@@ -635,6 +642,14 @@ fn from_tar(
             runner.run_fed(&inv, &mut feed)?;
             progress.stage("building the root filesystem (mke2fs -d <dir>)");
             run_mke2fs(runner, &tools::mke2fs(&plan, raw, &dir), &plan, &seen, None)?;
+            if opts.firmware.bios() {
+                let grub = crate::bios::Grub::find(&dir)?;
+                let with_boot = plan
+                    .clone()
+                    .with_boot(&cap.boot_files()?, opts.kernel_arguments.as_deref())?;
+                progress.stage("making GRUB's core.img (the node's grub-mkimage)");
+                grub_images = Some(crate::bios::make_images(&with_boot, &grub, work, runner)?);
+            }
             let _ = fs::remove_dir_all(&dir);
             apply_fixups(&mut cap, &plan, raw, &fixups_path, runner, progress)?;
             "tar -x, then mke2fs -d <dir>"
@@ -643,7 +658,7 @@ fn from_tar(
     let boot = cap.boot_files()?;
     Ok(Built {
         plan: plan.with_boot(&boot, opts.kernel_arguments.as_deref())?,
-        grub: None,
+        grub: grub_images,
         input_bytes: seen.bytes,
         populate,
         provenance: cap.provenance(),

@@ -16,7 +16,8 @@ pub struct ConvertArgs {
     /// The node's rootfs: a directory, a tar file, or `-` for a tar stream on stdin
     /// (`docker buildx build --target node -o type=tar,dest=- . | nodestamp convert … -`).
     pub input: PathBuf,
-    /// Output format: raw, qcow2, vmdk (streamOptimized) or vhd (fixed). Repeatable; with
+    /// Output format: raw, qcow2, vmdk (streamOptimized), vhd (fixed), ova (vSphere) or gce
+    /// (Compute Engine's disk.raw in a .tar.gz). Repeatable; with
     /// `-o` and no `--format`, taken from the output's extension.
     #[arg(long = "format", short = 'f', value_name = "FORMAT")]
     pub formats: Vec<String>,
