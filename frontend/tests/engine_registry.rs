@@ -402,6 +402,9 @@ kubernetes:
   version: \"1.32.3\"
   components:
     - {{ name: kubectl, local: components/kubectl }}
+# Fixture boot files only: no GRUB for the default hybrid firmware.
+disk:
+  firmware: uefi
 "
     )
 }

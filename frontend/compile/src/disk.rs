@@ -23,9 +23,11 @@ pub fn convert_args(spec: &Spec, formats: &[Format]) -> Vec<String> {
         "--name".into(),
         spec.name.clone(),
     ]);
-    if let Some(size) = spec.disk.as_ref().and_then(|d| d.size) {
+    let disk = spec.disk.clone().unwrap_or_default();
+    if let Some(size) = disk.size {
         args.extend(["--size".into(), size.to_string()]);
     }
+    args.extend(["--firmware".into(), disk.firmware.as_str().into()]);
     args.push(ROOTFS.into());
     args
 }

@@ -58,8 +58,8 @@ pub enum Target {
     Os,
     Kubernetes,
     Node,
-    /// Disk images in these formats (`raw`, `qcow2`, `vmdk`, `vhd`, or `disk` for the spec's
-    /// `disk.formats`).
+    /// Disk images in these formats (`raw`, `qcow2`, `vmdk`, `vhd`, `ova`, `gce`, or `disk` for
+    /// the spec's `disk.formats`).
     Disk(Vec<Format>),
     /// The Kubernetes layer as a systemd system extension image, `<name>.raw` (erofs).
     Sysext,
@@ -77,6 +77,8 @@ impl Target {
         "qcow2",
         "vmdk",
         "vhd",
+        "ova",
+        "gce",
         "disk",
         "sysext",
         "test",
@@ -99,7 +101,7 @@ impl Target {
                 if formats.is_empty() {
                     return Err(format!(
                         "target \"disk\" builds the formats listed in disk.formats, and {} lists none; \
-                         add disk.formats or use --target raw, qcow2, vmdk or vhd",
+                         add disk.formats or use --target raw, qcow2, vmdk, vhd, ova or gce",
                         spec.file_name
                     ));
                 }

@@ -192,7 +192,8 @@ fn disk_targets_convert_the_node_rootfs() {
     let args = &exec.meta.as_ref().unwrap().args;
     assert_eq!(
         args.join(" "),
-        "nodestamp convert --quiet --format qcow2 --format raw --output-dir /out --name golden-node --size 4294967296 /rootfs"
+        "nodestamp convert --quiet --format qcow2 --format raw --output-dir /out --name golden-node --size 4294967296 --firmware hybrid /rootfs",
+        "disk.firmware defaults to hybrid"
     );
     let rootfs = exec.mounts.iter().find(|m| m.dest == "/rootfs").unwrap();
     assert!(rootfs.readonly);
@@ -208,6 +209,25 @@ fn disk_targets_convert_the_node_rootfs() {
     assert_eq!(
         Target::parse("vhd", &spec).unwrap(),
         Target::Disk(vec![Format::Vhd])
+    );
+    // The packaged formats are targets too, named as the converter names them, with the
+    // firmware the spec gives.
+    for (name, format, file) in [
+        ("ova", Format::Ova, "golden-node.ova"),
+        ("gce", Format::Gce, "golden-node.gce.tar.gz"),
+    ] {
+        assert_eq!(
+            Target::parse(name, &spec).unwrap(),
+            Target::Disk(vec![format])
+        );
+        assert_eq!(format!("golden-node.{}", format.extension()), file);
+    }
+    let mut bios = spec.clone();
+    bios.disk.as_mut().unwrap().firmware = nodestamp_spec::Firmware::Bios;
+    let args = nodestamp_compile::disk::convert_args(&bios, &[Format::Ova]);
+    assert_eq!(
+        args[..5].join(" ") + " " + &args[args.len() - 3..].join(" "),
+        "nodestamp convert --quiet --format ova --firmware bios /rootfs"
     );
     let err = Target::parse("qcow", &spec).unwrap_err();
     assert!(

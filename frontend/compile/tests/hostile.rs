@@ -473,18 +473,18 @@ fn unknown_firmware_and_formats_suggest_the_accepted_ones() {
     let d = rejects(
         "version: 1\nos: { from: x }\ndisk: { firmware: uefii }\n",
         "disk.firmware",
-        "only `uefi` is supported",
+        "unknown firmware \"uefii\"; expected one of uefi, bios, hybrid",
     );
     assert_eq!(d.help.as_deref(), Some("did you mean `uefi`?"));
     rejects(
-        "version: 1\nos: { from: x }\ndisk: { firmware: bios }\n",
+        "version: 1\nos: { from: x }\ndisk: { firmware: legacy }\n",
         "disk.firmware",
-        "unsupported firmware",
+        "expected one of uefi, bios, hybrid",
     );
     let d = rejects(
         "version: 1\nos: { from: x }\ndisk: { formats: [qcow] }\n",
         "disk.formats[0]",
-        "expected one of raw, qcow2, vmdk, vhd",
+        "expected one of raw, qcow2, vmdk, vhd, ova, gce",
     );
     assert_eq!(d.help.as_deref(), Some("did you mean `qcow2`?"));
 }

@@ -243,7 +243,7 @@ fn minimal_spec_gets_defaults() {
         (d.size, d.firmware, d.bootloader, d.filesystem),
         (
             Some(1024),
-            Firmware::Uefi,
+            Firmware::Hybrid,
             Bootloader::SystemdBoot,
             Filesystem::Ext4
         )
@@ -359,7 +359,8 @@ fn many_errors_at_once_with_positions() {
         "  = help: YAML 1.2 has no yes/no/on/off booleans; write true or false\n",
         "plaintext passwords are not accepted",
         "  = help: did you mean `qcow2`?\n",
-        "unsupported firmware \"bios\"; only `uefi` is supported",
+        "unknown firmware \"efi\"; expected one of uefi, bios, hybrid",
+        "  = help: did you mean `uefi`?\n",
         "  = help: write 8GiB",
         "  = help: unit names end in their type: did you mean `kubelet.service`?\n",
         "component `kubelet` is already defined on line 22",
@@ -1271,13 +1272,13 @@ fn disk_fields() {
         "expected a size in bytes or with a binary unit (KiB, MiB, GiB, TiB) like 8GiB, got \"8GB\""
     );
     for (key, bad, needle) in [
-        ("firmware", "bios", "only `uefi` is supported"),
+        ("firmware", "efi", "expected one of uefi, bios, hybrid"),
         ("bootloader", "grub", "only `systemd-boot` is supported"),
         ("filesystem", "xfs", "only `ext4` is supported"),
         (
             "formats",
             "[raw, vdi]",
-            "expected one of raw, qcow2, vmdk, vhd",
+            "expected one of raw, qcow2, vmdk, vhd, ova, gce",
         ),
     ] {
         let d = error(&disk(&format!("  {key}: {bad}\n")));

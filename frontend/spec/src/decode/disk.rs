@@ -30,15 +30,22 @@ macro_rules! keyword_enum {
     };
 }
 
-keyword_enum!(#[derive(Default)] Firmware { #[default] Uefi => "uefi" });
+// hybrid by default: one disk that boots with UEFI (systemd-boot) and with BIOS (GRUB), so it
+// runs wherever the platform's firmware is either (QEMU/Proxmox SeaBIOS, Azure Gen1 and Gen2,
+// vSphere bios and efi, GCE, BIOS-only clouds). It needs GRUB for i386-pc in the node
+// (grub-pc-bin); `uefi` does not.
+keyword_enum!(#[derive(Default)] Firmware { Uefi => "uefi", Bios => "bios", #[default] Hybrid => "hybrid" });
 keyword_enum!(#[derive(Default)] Bootloader { #[default] SystemdBoot => "systemd-boot" });
 keyword_enum!(#[derive(Default)] Filesystem { #[default] Ext4 => "ext4" });
-keyword_enum!(Format { Raw => "raw", Qcow2 => "qcow2", Vmdk => "vmdk", Vhd => "vhd" });
+keyword_enum!(Format { Raw => "raw", Qcow2 => "qcow2", Vmdk => "vmdk", Vhd => "vhd", Ova => "ova", Gce => "gce" });
 
 impl Format {
     /// The file extension of a disk in this format.
     pub fn extension(self) -> &'static str {
-        self.as_str()
+        match self {
+            Format::Gce => "gce.tar.gz",
+            f => f.as_str(),
+        }
     }
 }
 
