@@ -374,6 +374,15 @@ fn target_description(name: &str, spec: &Spec) -> String {
             spec.name
         ),
         "test" => "Runs the spec's tests: against the node and reports each check".to_owned(),
+        "containerdisk" => format!(
+            "KubeVirt containerDisk: an image with the qcow2 at /disk/{}.qcow2 (uid/gid 107)",
+            spec.name
+        ),
+        "gce" => format!(
+            "The disk for Compute Engine's image import, {}.gce.tar.gz",
+            spec.name
+        ),
+        "ova" => format!("The disk as an OVF package for vSphere, {}.ova", spec.name),
         format => format!("A bootable disk of the node, {}.{format}", spec.name),
     }
 }

@@ -2,7 +2,7 @@
 //! with the node's root filesystem mounted read-only and writes `<name>.<format>` into an empty
 //! output directory, which becomes the result (`-o type=local,dest=out`).
 
-use llb_graph::{Exec, Mount, NetMode, State};
+use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, Mount, NetMode, State};
 
 use super::Ctx;
 use nodestamp_spec::{Format, Spec};
@@ -54,4 +54,36 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, formats: &[Format]) 
         ),
     );
     run.output(OUT).unwrap_or_else(State::scratch)
+}
+
+/// Where KubeVirt reads a containerDisk's image, and the uid/gid of its qemu process.
+pub const CONTAINER_DISK_DIR: &str = "/disk";
+pub const KUBEVIRT_QEMU_ID: u32 = 107;
+
+/// KubeVirt's containerDisk: the node's qcow2 (made by [`compile`]) copied onto scratch at
+/// `/disk/<name>.qcow2`, directory and file owned by 107:107, as KubeVirt requires.
+pub(crate) fn container_disk(ctx: &Ctx, spec: &Spec, node: &State) -> State {
+    let disk = compile(ctx, spec, node, &[Format::Qcow2]);
+    let file = format!("{}.{}", spec.name, Format::Qcow2.extension());
+    let owner = ChownOpt::ids(KUBEVIRT_QEMU_ID, KUBEVIRT_QEMU_ID);
+    let fa = FileActions::new()
+        .timestamp(ctx.opts.source_date_epoch)
+        .mkdir(CONTAINER_DISK_DIR, 0o755, false, owner.clone())
+        .copy(
+            &disk,
+            format!("/{file}"),
+            format!("{CONTAINER_DISK_DIR}/{file}"),
+            CopyOpts {
+                owner,
+                ..CopyOpts::default()
+            },
+        );
+    let span = spec.disk.as_ref().map(|d| d.span);
+    State::scratch().file(
+        fa,
+        ctx.meta(
+            format!("[disk] containerDisk: {CONTAINER_DISK_DIR}/{file}, owner 107:107"),
+            span,
+        ),
+    )
 }

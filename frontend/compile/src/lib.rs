@@ -63,6 +63,9 @@ pub enum Target {
     Disk(Vec<Format>),
     /// The Kubernetes layer as a systemd system extension image, `<name>.raw` (erofs).
     Sysext,
+    /// KubeVirt's containerDisk: an image holding the qcow2 at `/disk/<name>.qcow2`, owned by
+    /// uid/gid 107.
+    ContainerDisk,
     /// The spec's `tests:` run against the node; the result is the report.
     Test,
 }
@@ -80,6 +83,7 @@ impl Target {
         "ova",
         "gce",
         "disk",
+        "containerdisk",
         "sysext",
         "test",
     ];
@@ -91,6 +95,7 @@ impl Target {
             "os" => Target::Os,
             "kubernetes" => Target::Kubernetes,
             "sysext" => Target::Sysext,
+            "containerdisk" => Target::ContainerDisk,
             "test" => Target::Test,
             "disk" => {
                 let formats = spec
@@ -122,7 +127,10 @@ impl Target {
     /// Whether the result carries build provenance (`/usr/lib/nodestamp/build.json`): the
     /// node image and everything made from it.
     pub fn has_provenance(&self) -> bool {
-        matches!(self, Target::Node | Target::Disk(_) | Target::Test)
+        matches!(
+            self,
+            Target::Node | Target::Disk(_) | Target::ContainerDisk | Target::Test
+        )
     }
 
     /// The name of the target's kind, for labels: `node`, `os`, `kubernetes` or `disk`.
@@ -133,6 +141,7 @@ impl Target {
             Target::Kubernetes => "kubernetes",
             Target::Disk(_) => "disk",
             Target::Sysext => "sysext",
+            Target::ContainerDisk => "containerdisk",
             Target::Test => "test",
         }
     }
@@ -208,7 +217,7 @@ impl Compiled {
             Target::Os => Some(&self.os),
             Target::Kubernetes => Some(&self.kubernetes),
             Target::Node => Some(&self.node),
-            Target::Disk(_) | Target::Sysext | Target::Test => None,
+            Target::Disk(_) | Target::ContainerDisk | Target::Sysext | Target::Test => None,
         }
     }
 }
@@ -223,6 +232,13 @@ pub fn compile_target(spec: &Spec, source: &[u8], opts: &CompileOptions, target:
                 source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
             };
             disk::compile(&ctx, spec, &compiled.node, formats)
+        }
+        Target::ContainerDisk => {
+            let ctx = Ctx {
+                opts,
+                source: SourceMap::new(spec.file_name.clone(), source.to_vec(), "YAML"),
+            };
+            disk::container_disk(&ctx, spec, &compiled.node)
         }
         Target::Sysext => {
             let ctx = Ctx {
@@ -347,7 +363,9 @@ pub fn sbom(
             os: false,
             kubernetes: true,
         },
-        Target::Node | Target::Disk(_) | Target::Test => crate::sbom::Scope::NODE,
+        Target::Node | Target::Disk(_) | Target::ContainerDisk | Target::Test => {
+            crate::sbom::Scope::NODE
+        }
     };
     let os = scope.os.then(|| os::compile(&ctx, spec));
     provenance::sbom(&ctx, spec, os.as_ref(), info, scope)

@@ -222,6 +222,44 @@ fn disk_targets_convert_the_node_rootfs() {
         );
         assert_eq!(format!("golden-node.{}", format.extension()), file);
     }
+    // containerdisk: the qcow2 converter step, then a file op on scratch putting its output at
+    // /disk/<name>.qcow2 with owner 107:107.
+    let cd = compile_target(
+        &spec,
+        &bytes,
+        &o,
+        &Target::parse("containerdisk", &spec).unwrap(),
+    );
+    let def = cd.marshal().unwrap();
+    let decoded = decode_ops(&def).unwrap();
+    let (result, _) = decoded.result.unwrap();
+    let Some(K::File(f)) = &decoded.ops[&result].op else {
+        panic!("the containerdisk result is not a file op")
+    };
+    let text = format!("{f:?}");
+    for needle in [
+        "path: \"/disk\"",
+        "src: \"/golden-node.qcow2\"",
+        "dest: \"/disk/golden-node.qcow2\"",
+        "Id(107)",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    assert_eq!(f.actions[0].input, -1, "the image starts from scratch");
+    let converter =
+        &decoded.ops[&llb_graph::Digest::from_raw(&decoded.ops[&result].inputs[0].digest)];
+    let Some(K::Exec(e)) = &converter.op else {
+        panic!("the qcow2 comes from the converter")
+    };
+    assert!(
+        e.meta
+            .as_ref()
+            .unwrap()
+            .args
+            .join(" ")
+            .contains("--format qcow2 --output-dir /out"),
+        "{e:?}"
+    );
     let mut bios = spec.clone();
     bios.disk.as_mut().unwrap().firmware = nodestamp_spec::Firmware::Bios;
     let args = nodestamp_compile::disk::convert_args(&bios, &[Format::Ova]);
