@@ -76,7 +76,7 @@ fn call_targets_lists_every_target_and_what_this_spec_cannot_build() {
         shown.contains("(not for this spec: needs disk.formats)"),
         "{shown}"
     );
-    assert_eq!(lines.len(), 11, "a header and ten targets:\n{shown}");
+    assert_eq!(lines.len(), 14, "a header and thirteen targets:\n{shown}");
 
     // With a kubernetes: section the Kubernetes targets apply; JSON for tools.
     std::fs::write(
