@@ -673,7 +673,10 @@ fn shm_dir() -> Option<PathBuf> {
     if st.f_type as i64 != 0x0102_1994 {
         return None;
     }
-    let dir = shm.join(format!("nodestamp-tree-{}", std::process::id()));
+    // Unique within the process too: conversions may run side by side.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = shm.join(format!("nodestamp-tree-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir(&dir).ok()?;
     Some(dir)

@@ -872,3 +872,44 @@ fn ova_and_gce_packages() {
         .arg(&vmdk)
         .arg(&raw));
 }
+
+/// The contents-free tree never reaches outside itself: an entry inside a symbolic link is
+/// refused (naming it), and nothing is left at the output path.
+#[test]
+fn sparse_mode_refuses_entries_inside_a_symlink() {
+    let dir = scratch("sparse-escape");
+    let outside = dir.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let rootfs = dir.join("rootfs");
+    fixture_rootfs(&rootfs, true, true, true);
+    symlink(&outside, rootfs.join("escape")).unwrap();
+    // A second tree holding `escape/planted`, appended after the link.
+    let extra = dir.join("extra");
+    fs::create_dir_all(extra.join("escape")).unwrap();
+    fs::write(extra.join("escape/planted"), "x").unwrap();
+    make_tar(&rootfs, &dir.join("rootfs.tar"));
+    sh(Command::new("tar")
+        .arg("--numeric-owner")
+        .arg("-rf")
+        .arg(dir.join("rootfs.tar"))
+        .arg("-C")
+        .arg(&extra)
+        .arg("./escape/planted"));
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let mut o = opts(vec![out(&dir.join("out"), Format::Raw)]);
+    o.tar_mode = TarMode::Sparse;
+    let err = convert(
+        Input::TarFile(dir.join("rootfs.tar")),
+        &o,
+        &mut SystemRunner,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/escape/planted") && msg.contains("symbolic link"),
+        "{msg}"
+    );
+    assert!(!outside.join("planted").exists());
+    assert!(fs::read_dir(dir.join("out")).unwrap().next().is_none());
+}

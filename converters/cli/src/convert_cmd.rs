@@ -46,7 +46,8 @@ pub struct ConvertArgs {
     /// Size of the EFI system partition.
     #[arg(long, default_value = "256MiB")]
     pub esp_size: String,
-    /// How a tar input reaches mke2fs (auto: stream when mke2fs reads tarballs).
+    /// How a tar input reaches mke2fs (auto: stream when mke2fs reads tarballs, else sparse as
+    /// root, else extract).
     #[arg(long, value_enum, default_value_t = TarModeArg::Auto)]
     pub tar_mode: TarModeArg,
     /// No progress output.
@@ -58,6 +59,8 @@ pub struct ConvertArgs {
 pub enum TarModeArg {
     Auto,
     Stream,
+    /// The tree without file contents, then the contents written into their blocks (root).
+    Sparse,
     Extract,
 }
 
@@ -138,6 +141,7 @@ fn run_inner(args: ConvertArgs) -> Result<()> {
         tar_mode: match args.tar_mode {
             TarModeArg::Auto => TarMode::Auto,
             TarModeArg::Stream => TarMode::Stream,
+            TarModeArg::Sparse => TarMode::Sparse,
             TarModeArg::Extract => TarMode::Extract,
         },
     };
