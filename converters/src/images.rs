@@ -545,146 +545,14 @@ pub fn write_named(
     Ok(o.written)
 }
 
-/// A reference that is not one, with what is accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{reference}` is not an image reference: {why}")]
-pub struct RefError {
-    pub reference: String,
-    pub why: String,
-}
+pub use nodestamp_contract::images::{RefError, file_stem, normalize_ref};
 
-fn path_component_ok(c: &str) -> bool {
-    // [a-z0-9]+ separated by `.`, `_`, `__` or one or more `-`.
-    let b = c.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        let ch = b[i];
-        if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "."
-            || sep == "_"
-            || sep == "__"
-            || (!sep.is_empty() && sep.bytes().all(|x| x == b'-'));
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// The full name containerd and the kubelet know an image by: `pause:3.10` →
-/// `docker.io/library/pause:3.10`, no tag → `:latest`; a digest is kept (`name@sha256:…`, or
-/// `name:tag@sha256:…`). Errors say what is wrong.
-pub fn normalize_ref(r: &str) -> Result<String, RefError> {
-    let err = |why: &str| RefError {
-        reference: r.into(),
-        why: why.into(),
-    };
-    if r.is_empty() {
-        return Err(err("it is empty"));
-    }
-    if r.len() > 255 {
-        return Err(err("it is longer than 255 characters"));
-    }
-    let (rest, digest) = match r.split_once('@') {
-        Some((n, d)) => {
-            let hex = d
-                .strip_prefix("sha256:")
-                .ok_or_else(|| err("a digest is `sha256:` followed by 64 lowercase hex digits"))?;
-            if hex.len() != 64
-                || !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return Err(err(
-                    "a digest is `sha256:` followed by 64 lowercase hex digits",
-                ));
-            }
-            (n, Some(d))
-        }
-        None => (r, None),
-    };
-    let (name, tag) = match rest.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (rest, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(err(
-                "a tag is up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
-            ));
-        }
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    let domain = if parts.len() > 1
-        && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
-    {
-        let d = parts.remove(0);
-        let (host, port) = match d.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (d, None),
-        };
-        let host_ok = !host.is_empty()
-            && host.split('.').all(|l| {
-                !l.is_empty()
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            });
-        let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        if !host_ok || !port_ok {
-            return Err(err(
-                "the registry host is not a host name with an optional :port",
-            ));
-        }
-        d.to_string()
-    } else {
-        "docker.io".to_string()
-    };
-    if parts.is_empty() || parts.iter().any(|p| !path_component_ok(p)) {
-        return Err(err(
-            "each part of the repository path is lowercase letters and digits, separated by `.`, `_`, `__` or `-`",
-        ));
-    }
-    if domain == "docker.io" && parts.len() == 1 {
-        parts.insert(0, "library");
-    }
-    let mut out = format!("{domain}/{}", parts.join("/"));
-    match (tag, digest) {
-        (Some(t), _) => out += &format!(":{t}"),
-        (None, None) => out += ":latest",
-        (None, Some(_)) => {}
-    }
-    if let Some(d) = digest {
-        out += &format!("@{d}");
-    }
-    Ok(out)
-}
-
-/// The file name (without extension) of the image in the node, from its normalised reference:
-/// `/` becomes `+` and `:` becomes `=`, characters no reference has, so two references never
-/// share a name (`docker.io+library+pause=3.10`).
-pub fn file_stem(normalized: &str) -> String {
-    normalized.replace('/', "+").replace(':', "=")
-}
-
-/// Where a node keeps its image archives (read by the first-boot import and `nodestamp verify`).
+/// Where a node keeps its image archives, relative to its root.
 pub const NODE_DIR: &str = "var/lib/nodestamp/images";
+const _: () = assert!(
+    nodestamp_contract::images::NODE_DIR.len() == NODE_DIR.len() + 1,
+    "NODE_DIR is the contract's without its leading slash"
+);
 
 /// What [`prepare`] wrote for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1007,59 +875,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&dst2).unwrap());
-    }
-
-    #[test]
-    fn references_are_normalised_like_containerd_names_them() {
-        let ok = [
-            ("pause:3.10", "docker.io/library/pause:3.10"),
-            ("busybox", "docker.io/library/busybox:latest"),
-            ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
-            (
-                "localhost:5055/a/b-c__d.e",
-                "localhost:5055/a/b-c__d.e:latest",
-            ),
-            ("calico/node:v3.29.1", "docker.io/calico/node:v3.29.1"),
-        ];
-        for (r, want) in ok {
-            assert_eq!(normalize_ref(r).unwrap(), want, "{r}");
-        }
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            normalize_ref(&format!("x/y@{d}")).unwrap(),
-            format!("docker.io/x/y@{d}")
-        );
-        for bad in [
-            "",
-            "Pause:3.10",
-            "a//b",
-            "pause:",
-            "pause:-x",
-            "a@sha256:12",
-            "a@md5:x",
-            "-a/b",
-            "host:/x",
-        ] {
-            let e = normalize_ref(bad).unwrap_err();
-            assert!(
-                e.to_string().contains("is not an image reference"),
-                "{bad}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn file_stems_differ_per_reference() {
-        assert_eq!(
-            file_stem("registry.k8s.io/pause:3.10"),
-            "registry.k8s.io+pause=3.10"
-        );
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            file_stem(&format!("a.io/b@{d}")),
-            format!("a.io+b@sha256={}", "a".repeat(64))
-        );
-        assert_ne!(file_stem("a.io/b_c:1"), file_stem("a.io/b/c:1"));
     }
 }
 

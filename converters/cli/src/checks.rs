@@ -386,6 +386,9 @@ pub fn run(checks: &[Check], root: &Path, results: Option<&Path>) -> Vec<Outcome
                     stdout_contains.as_deref(),
                     stderr_contains.as_deref(),
                 ),
+                CheckKind::Image { reference, digest } => {
+                    nodestamp_converters::images::check(root, reference, digest.as_deref()).err()
+                }
             };
             Outcome {
                 key: c.key.clone(),

@@ -62,6 +62,11 @@ enum Command {
     /// Pack a Kubernetes layer (directory) as a systemd system extension image
     /// (`<output-dir>/<name>.raw`, erofs). /etc content is mapped under /usr.
     Sysext(SysextArgs),
+    /// (Build step) Check a container image archive (kubernetes.images) and write it into a
+    /// node root under var/lib/nodestamp/images/, named by its reference. Runs in the tools
+    /// image with only the archive mounted.
+    #[command(hide = true)]
+    ImagePrepare(ImagePrepareArgs),
     /// Run a spec's `tests:` (checks.json from the frontend) against a node rootfs, reading
     /// it without executing anything; exits 1 with one line per failed check.
     Verify(VerifyArgs),
@@ -98,6 +103,28 @@ struct InlineApplyArgs {
     #[arg(long)]
     root: PathBuf,
     /// SOURCE_DATE_EPOCH: the time of the written files and the directories they change.
+    #[arg(long)]
+    epoch: Option<i64>,
+}
+
+#[derive(Args)]
+struct ImagePrepareArgs {
+    /// The reference the node's containerd knows the image by.
+    #[arg(long = "ref")]
+    reference: String,
+    /// The archive.
+    #[arg(long)]
+    archive: PathBuf,
+    /// The archive as the spec names it, for messages.
+    #[arg(long)]
+    name: String,
+    /// The sha256 the archive must have (hex).
+    #[arg(long)]
+    sha256: Option<String>,
+    /// The layer's root.
+    #[arg(long)]
+    root: PathBuf,
+    /// SOURCE_DATE_EPOCH: the time of every file and directory written.
     #[arg(long)]
     epoch: Option<i64>,
 }
@@ -209,6 +236,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Sysext(args) => sysext(&args),
+        Command::ImagePrepare(args) => image_prepare(&args),
         Command::Verify(args) => verify(&args),
     };
     match result {
@@ -415,6 +443,49 @@ fn sysext(args: &SysextArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("error: {}", nodestamp_converters::error::chain(e.as_ref()));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn image_prepare(a: &ImagePrepareArgs) -> Result<ExitCode> {
+    use nodestamp_converters::images;
+    let what = format!("image {} ({})", a.reference, a.name);
+    if !a.archive.is_file() {
+        // The build context gave nothing at that path (a source with an include pattern that
+        // matches nothing is an empty directory, not an error).
+        eprintln!(
+            "error: {what}: {} is not in the build context (a path relative to the context's root, to an image archive file)",
+            a.name
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match images::prepare(
+        &a.archive,
+        &a.reference,
+        a.sha256.as_deref(),
+        &a.root,
+        a.epoch,
+    ) {
+        Ok(p) => {
+            let platforms: Vec<String> = p
+                .archive
+                .manifests
+                .iter()
+                .map(|m| format!("{} {}", m.platform, m.digest))
+                .collect();
+            println!(
+                "{what}: {} ({}), {} bytes → /{}/{}.tar",
+                p.archive.digest,
+                platforms.join(", "),
+                p.size,
+                images::NODE_DIR,
+                p.stem
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {what}: {e}");
             Ok(ExitCode::from(1))
         }
     }

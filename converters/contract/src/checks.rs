@@ -60,6 +60,11 @@ pub enum CheckKind {
         stdout_contains: Option<String>,
         stderr_contains: Option<String>,
     },
+    /// A preloaded image (normalised reference) is in the node, with this digest when given.
+    Image {
+        reference: String,
+        digest: Option<String>,
+    },
 }
 
 #[cfg(test)]

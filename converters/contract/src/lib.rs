@@ -6,8 +6,10 @@
 //! - [`checks`]: `checks.json`, the spec's `tests:` as `nodestamp verify` runs them.
 //! - [`paths`]: where the provenance files live in a node's root filesystem.
 //! - [`time`]: UTC timestamps from `SOURCE_DATE_EPOCH`, as both sides print them.
+//! - [`images`]: preloaded container images: references, where the node keeps them, the import.
 
 pub mod checks;
+pub mod images;
 pub mod paths;
 pub mod time;
 pub mod units;

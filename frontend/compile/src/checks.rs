@@ -91,6 +91,16 @@ pub fn checks_file(spec: &Spec, t: &Tests) -> ChecksFile {
             },
         );
     }
+    for (i, im) in t.images.iter().enumerate() {
+        push(
+            format!("tests.images[{i}]"),
+            im.span,
+            CheckKind::Image {
+                reference: im.reference.clone(),
+                digest: im.digest.clone(),
+            },
+        );
+    }
     ChecksFile { checks }
 }
 
@@ -261,6 +271,12 @@ check_command() { # at+key run exit_status stdout_contains stderr_contains
   else ok; fi
   rm -rf "$d"
 }
+check_image() { # at+key ref digest
+  have="$(ctr -n k8s.io images ls "name==$2" 2>/dev/null | awk 'NR==2 {print $3}')"
+  if [ -z "$have" ]; then bad "$1" "image $2 is not in containerd's k8s.io namespace"; return; fi
+  if [ -n "$3" ] && [ "$have" != "$3" ]; then bad "$1" "image $2 has digest $have, expected $3"; return; fi
+  ok
+}
 "#;
 
 /// The in-VM checker: the same checks as `nodestamp verify`, in POSIX sh (the node may not
@@ -314,6 +330,14 @@ pub fn vm_script(spec: &Spec, t: &Tests) -> String {
             c.exit_status,
             opt(c.stdout_contains.clone()),
             opt(c.stderr_contains.clone())
+        );
+    }
+    for (i, im) in t.images.iter().enumerate() {
+        s += &format!(
+            "check_image {} {} {}\n",
+            id(format!("tests.images[{i}]"), im.span),
+            quote(&im.reference),
+            opt(im.digest.clone())
         );
     }
     s += "echo \"NODESTAMP-CHECKS: {\\\"passed\\\":$pass,\\\"failed\\\":$fail}\"\n[ \"$fail\" = 0 ]\n";

@@ -13,7 +13,10 @@ use super::os::{
 };
 use super::script::words;
 use super::units::install_targets;
-use nodestamp_spec::{ComponentSource, Span, Spec};
+use nodestamp_contract::images::{
+    IMPORT_SCRIPT, IMPORT_SCRIPT_PATH, IMPORT_UNIT, IMPORT_UNIT_CONTENTS,
+};
+use nodestamp_spec::{ComponentSource, ImageEntry, Span, Spec};
 
 const UNIT_DIR: &str = "/etc/systemd/system";
 const SYSCTL_FILE: &str = "/etc/sysctl.d/90-nodestamp-kubernetes.conf";
@@ -88,7 +91,15 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         }
     }
 
-    let has_config = !k.storage.files.is_empty()
+    if !k.images.is_empty() {
+        unit_links.push(Ln {
+            path: format!("{UNIT_DIR}/multi-user.target.wants/{IMPORT_UNIT}"),
+            target: format!("{UNIT_DIR}/{IMPORT_UNIT}"),
+            hard: false,
+        });
+    }
+    let has_config = !k.images.is_empty()
+        || !k.storage.files.is_empty()
         || !k.storage.directories.is_empty()
         || !k.storage.links.is_empty()
         || !k.systemd.units.is_empty()
@@ -106,6 +117,16 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
     if !k.modules.is_empty() {
         let text: String = k.modules.iter().map(|m| format!("{}\n", m.value)).collect();
         extra.push((MODULES_FILE, 0o644, text.into_bytes()));
+    }
+    // Preloaded images: the first-boot import and its unit (the archives are layers of their own).
+    let import_unit = format!("{UNIT_DIR}/{IMPORT_UNIT}");
+    if !k.images.is_empty() {
+        extra.push((IMPORT_SCRIPT_PATH, 0o755, IMPORT_SCRIPT.as_bytes().to_vec()));
+        extra.push((
+            &import_unit,
+            0o644,
+            IMPORT_UNIT_CONTENTS.as_bytes().to_vec(),
+        ));
     }
     // Large inline contents come from the spec file in the engine, not the definition.
     let inline = super::inline::extract(ctx, spec, super::inline::Layer::Kubernetes);
@@ -127,6 +148,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         && (!hard.is_empty() || !modes.is_empty() || ctx.opts.source_date_epoch.is_some());
     let links_step = has_config && !soft.is_empty();
     let total = k.components.len()
+        + k.images.len()
         + usize::from(has_config)
         + usize::from(tools_step)
         + usize::from(links_step);
@@ -192,6 +214,17 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         });
     }
 
+    for img in &k.images {
+        layers.push(image_layer(
+            ctx,
+            img,
+            ctx.meta(
+                name(format!("image {} ← {}", img.reference, img.archive)),
+                Some(img.span),
+            ),
+        ));
+    }
+
     if has_config {
         let span = k
             .storage
@@ -200,7 +233,8 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
             .map(|f| f.span)
             .or(k.systemd.units.first().map(|u| u.span))
             .or(k.sysctl.first().map(|(key, _)| key.span))
-            .or(k.modules.first().map(|m| m.span));
+            .or(k.modules.first().map(|m| m.span))
+            .or(k.images.first().map(|i| i.span));
         let meta = ctx.meta(name("configuration and units".into()), span);
         let inline_meta = llb_graph::Meta {
             name: meta.name.as_ref().map(|n| format!("{n}: inline contents")),
@@ -262,6 +296,44 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         finalize,
         finalize_span: late_span,
     }
+}
+
+/// One preloaded image: the tools image checks the archive (its sha256 when the spec gives one,
+/// every blob's digest, the image's manifests) with only that archive mounted, and writes it
+/// into `/var/lib/nodestamp/images/` named by the reference, with its record and import line.
+/// The layer depends on the archive, the reference and the tools image: never on the OS or on
+/// another image.
+fn image_layer(ctx: &Ctx, img: &ImageEntry, meta: llb_graph::Meta) -> State {
+    let mut args: Vec<String> = vec![
+        "nodestamp".into(),
+        "image-prepare".into(),
+        "--ref".into(),
+        img.reference.clone(),
+        "--archive".into(),
+        format!("/in/{}", img.archive),
+        "--name".into(),
+        img.archive.clone(),
+        "--root".into(),
+        "/out".into(),
+    ];
+    if let Some(sum) = &img.sha256 {
+        args.extend(["--sha256".into(), sum.clone()]);
+    }
+    if let Some(epoch) = ctx.opts.source_date_epoch {
+        args.extend(["--epoch".into(), epoch.to_string()]);
+    }
+    let exec = Exec::new(args)
+        .network(NetMode::None)
+        .readonly_root()
+        .mount(Mount::readonly(
+            &local(ctx, None, &img.archive, img.span),
+            "/in",
+        ))
+        .mount(Mount::scratch("/out"));
+    ctx.tools_image("kubernetes")
+        .run(exec, meta)
+        .output("/out")
+        .unwrap_or_else(State::scratch)
 }
 
 /// A layer of symbolic links made by the tools image on scratch (with `SOURCE_DATE_EPOCH`, every

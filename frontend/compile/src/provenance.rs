@@ -88,10 +88,27 @@ pub fn build_json(spec: &Spec, source: &[u8], info: &BuildInfo) -> Value {
                 }
             })
             .collect();
-        json!({
+        let mut v = json!({
             "version": k.version.as_ref().map(|v| v.value.clone()),
             "components": components,
-        })
+        });
+        if !k.images.is_empty() {
+            // What the spec says; the digests the build found are in each `record`.
+            let images: Vec<Value> = k
+                .images
+                .iter()
+                .map(|i| {
+                    let stem = nodestamp_contract::images::file_stem(&i.reference);
+                    let dir = nodestamp_contract::images::NODE_DIR;
+                    json!({
+                        "ref": i.reference, "archive": i.archive, "sha256": i.sha256,
+                        "record": format!("{dir}/{stem}.json"),
+                    })
+                })
+                .collect();
+            v["images"] = Value::Array(images);
+        }
+        v
     });
     json!({
         "schema": SCHEMA,

@@ -421,6 +421,21 @@ pub(crate) fn account_name(s: &str) -> Check {
     }
 }
 
+/// An image archive's path in the build context (the rules of `local` paths).
+pub(crate) fn archive_path(s: &str) -> Check {
+    local_path(s).map_err(|mut p| {
+        p.message = p.message.replace("`local` paths are", "archive paths are");
+        p
+    })
+}
+
+/// A reference for `kubernetes.images` (normalised as containerd and the kubelet spell it).
+pub(crate) fn image_reference(s: &str) -> Check {
+    nodestamp_contract::images::normalize_ref(s)
+        .map(|_| ())
+        .map_err(|e| Problem::new(e.to_string()))
+}
+
 /// An image reference like `debian:bookworm`, `registry:5000/a/b:tag` or `…@sha256:<hex>`.
 pub(crate) fn image_ref(s: &str) -> Check {
     let p = || {

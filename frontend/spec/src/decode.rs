@@ -25,7 +25,7 @@ mod storage;
 mod systemd;
 
 pub use disk::{Bootloader, Disk, Filesystem, Firmware, Format};
-pub use kubernetes::{Component, ComponentSource, Kubernetes};
+pub use kubernetes::{Component, ComponentSource, ImageEntry, Kubernetes};
 pub use os::{Build, Os, Run, Secret, SecretTarget};
 pub use passwd::{Group, Passwd, User};
 pub use storage::{Contents, Directory, File, Link, Owner, Storage};

@@ -30,8 +30,8 @@ use serde::Serialize;
 pub use crate::diag::{Diagnostic, Diagnostics, Pos, Severity, Span, Spanned};
 pub use decode::{
     Bootloader, Build, Component, ComponentSource, Contents, Directory, Disk, Dropin, File,
-    Filesystem, Firmware, Format, Group, Kubernetes, Link, Os, Owner, Passwd, Run, Secret,
-    SecretTarget, Storage, Systemd, Unit, User,
+    Filesystem, Firmware, Format, Group, ImageEntry, Kubernetes, Link, Os, Owner, Passwd, Run,
+    Secret, SecretTarget, Storage, Systemd, Unit, User,
 };
 pub use vars::referenced_names;
 pub use yaml::{MAX_DEPTH, MAX_NODES, MAX_SIZE};

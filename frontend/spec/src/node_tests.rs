@@ -9,6 +9,7 @@
 //!   services:         [{name, enabled, masked}]
 //!   kernel_arguments: [{contains}]
 //!   commands:         [{run, exit_status, stdout_contains, stderr_contains}]
+//!   images:           [{ref, digest}]
 //! ```
 
 use serde::Serialize;
@@ -24,6 +25,7 @@ pub struct Tests {
     pub services: Vec<ServiceTest>,
     pub kernel_arguments: Vec<KernelArgTest>,
     pub commands: Vec<CommandTest>,
+    pub images: Vec<ImageTest>,
 }
 
 impl Tests {
@@ -33,6 +35,7 @@ impl Tests {
             && self.services.is_empty()
             && self.kernel_arguments.is_empty()
             && self.commands.is_empty()
+            && self.images.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -41,6 +44,7 @@ impl Tests {
             + self.services.len()
             + self.kernel_arguments.len()
             + self.commands.len()
+            + self.images.len()
     }
 }
 
@@ -91,4 +95,15 @@ pub struct CommandTest {
     pub exit_status: i32,
     pub stdout_contains: Option<String>,
     pub stderr_contains: Option<String>,
+}
+
+/// `tests.images[]`: the image is in the node (in containerd's `k8s.io` namespace, inside the
+/// VM), with `digest` when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageTest {
+    pub span: Span,
+    /// Normalised like `kubernetes.images[].ref`.
+    pub reference: String,
+    /// `sha256:<64 hex>`.
+    pub digest: Option<String>,
 }

@@ -1602,3 +1602,74 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn kubernetes_images_normalise_their_refs_and_report_bad_entries_at_their_lines() {
+    let sha = "b".repeat(64);
+    let spec = ok(&k8s(&format!(
+        "  images:\n    - {{ ref: pause:3.10, archive: images/pause.tar }}\n    - {{ ref: registry.k8s.io/coredns/coredns:v1.11.3, archive: images/dns.tar, sha256: {sha} }}\n"
+    )))
+    .spec;
+    let imgs = spec.kubernetes.unwrap_or_default().images;
+    assert_eq!(imgs.len(), 2);
+    assert_eq!(imgs[0].reference, "docker.io/library/pause:3.10");
+    assert_eq!(imgs[0].archive, "images/pause.tar");
+    assert_eq!(imgs[0].sha256, None);
+    assert_eq!(imgs[1].reference, "registry.k8s.io/coredns/coredns:v1.11.3");
+    assert_eq!(imgs[1].sha256.as_deref(), Some(sha.as_str()));
+
+    // Every bad entry at once, each at its line.
+    let e = errors(&k8s(
+        "  images:\n    - { ref: Pause:3.10, archive: a.tar }\n    - { ref: pause:3.10, archive: a.tar }\n    - { ref: docker.io/library/pause:3.10, archive: b.tar }\n    - { ref: x:1 }\n    - { ref: y:1, archive: y.tar, sha256: abc }\n    - { ref: z:1, archive: /abs.tar }\n    - { ref: w:1, archive: w.tar, digest: sha256:0 }\n",
+    ));
+    let got: Vec<(u32, String, String)> = e
+        .iter()
+        .map(|d| (at(d).0, d.path.clone(), d.message.clone()))
+        .collect();
+    let has = |line: u32, path: &str, needle: &str| {
+        assert!(
+            got.iter()
+                .any(|(l, p, m)| *l == line && p == path && m.contains(needle)),
+            "no error at line {line} {path} containing {needle:?} in {got:#?}"
+        );
+    };
+    has(5, "kubernetes.images[0].ref", "is not an image reference");
+    has(
+        7,
+        "kubernetes.images[2].ref",
+        "`docker.io/library/pause:3.10` is already defined on line 6",
+    );
+    has(
+        8,
+        "kubernetes.images[3].archive",
+        "missing required key `archive`",
+    );
+    has(9, "kubernetes.images[4].sha256", "64");
+    has(
+        10,
+        "kubernetes.images[5].archive",
+        "archive paths are relative to the build context",
+    );
+    has(11, "kubernetes.images[6].digest", "unknown key");
+    assert_eq!(got.len(), 6, "{got:#?}");
+}
+
+#[test]
+fn tests_images_take_a_ref_and_an_optional_digest() {
+    let d = format!("sha256:{}", "c".repeat(64));
+    let l = ok(&format!(
+        "version: 1\nos: {{ from: debian:bookworm }}\ntests:\n  images:\n    - {{ ref: pause:3.10 }}\n    - {{ ref: registry.k8s.io/pause:3.10, digest: \"{d}\" }}\n"
+    ));
+    let t = l.spec.tests.unwrap_or_default();
+    assert_eq!(t.images.len(), 2);
+    assert_eq!(t.images[0].reference, "docker.io/library/pause:3.10");
+    assert_eq!(t.images[0].digest, None);
+    assert_eq!(t.images[1].digest.as_deref(), Some(d.as_str()));
+    let e = errors(
+        "version: 1\nos: { from: debian:bookworm }\ntests:\n  images:\n    - { ref: \"a b\" }\n    - { ref: pause, digest: abc }\n",
+    );
+    assert_eq!(e.len(), 2, "{}", Diagnostics(e.clone()));
+    assert_eq!(at(&e[0]).0, 5);
+    assert_eq!(e[1].path, "tests.images[1].digest");
+    assert!(e[1].message.contains("sha256:"), "{}", e[1].message);
+}

@@ -1,5 +1,5 @@
 //! The `kubernetes:` section: components (downloads and local files), storage, systemd,
-//! sysctl and kernel modules, all built on scratch, independent of the OS.
+//! preloaded container images, sysctl and kernel modules, all built on scratch, independent of the OS.
 
 use serde::Serialize;
 
@@ -11,11 +11,27 @@ pub struct Kubernetes {
     pub span: Span,
     pub version: Option<Spanned<String>>,
     pub components: Vec<Component>,
+    /// Container images the node has when it boots (`kubernetes.images`).
+    pub images: Vec<ImageEntry>,
     pub storage: Storage,
     pub systemd: Systemd,
     /// In file order.
     pub sysctl: Vec<(Spanned<String>, Spanned<String>)>,
     pub modules: Vec<Spanned<String>>,
+}
+
+/// `kubernetes.images[]`: an image archive from the build context, imported into containerd's
+/// `k8s.io` namespace at first boot under `reference`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageEntry {
+    pub span: Span,
+    /// Normalised (`pause:3.10` → `docker.io/library/pause:3.10`), unique among the images.
+    pub reference: String,
+    /// A path in the build context.
+    pub archive: String,
+    /// The archive's sha256 (hex) when the spec pins it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,11 +64,13 @@ pub enum ComponentSource {
 const KUBERNETES: &[&str] = &[
     "version",
     "components",
+    "images",
     "storage",
     "systemd",
     "sysctl",
     "modules",
 ];
+const IMAGE: &[&str] = &["ref", "archive", "sha256"];
 const COMPONENT: &[&str] = &[
     "name", "url", "sha256", "local", "context", "dest", "mode", "extract",
 ];
@@ -72,6 +90,13 @@ impl Cx<'_> {
         for (i, n) in self.list(&f, "components").iter().enumerate() {
             if let Some(c) = self.component(n, &index(&cpath, i), &mut names) {
                 k.components.push(c);
+            }
+        }
+        let ipath = f.path("images");
+        let mut refs = HashMap::new();
+        for (i, n) in self.list(&f, "images").iter().enumerate() {
+            if let Some(img) = self.image(n, &index(&ipath, i), &mut refs) {
+                k.images.push(img);
             }
         }
         if let Some(n) = f.get("storage") {
@@ -111,6 +136,42 @@ impl Cx<'_> {
         }
         k.modules = self.strings(&f, "modules", "a kernel module name", check::module);
         k
+    }
+
+    /// `kubernetes.images[i]`: `ref` (a reference, unique once normalised), `archive` (a path in
+    /// the build context), `sha256` (optional).
+    pub(super) fn image(
+        &mut self,
+        node: &Node,
+        path: &str,
+        refs: &mut HashMap<String, u32>,
+    ) -> Option<ImageEntry> {
+        let f = self.map(node, path, IMAGE)?;
+        let reference = self.required(
+            &f,
+            "ref",
+            "an image reference like registry.k8s.io/pause:3.10",
+            check::image_reference,
+        );
+        let archive = self.required(
+            &f,
+            "archive",
+            "a path in the build context to an OCI or docker save archive",
+            check::archive_path,
+        );
+        let sha256 = self.field(&f, "sha256", "a sha256 digest", check::sha256);
+        let reference = reference.map(|r| {
+            let normalized = nodestamp_contract::images::normalize_ref(&r.value)
+                .unwrap_or_else(|_| r.value.clone());
+            Spanned::new(normalized, r.span)
+        })?;
+        self.unique(refs, &reference, &f.path("ref"), "image");
+        Some(ImageEntry {
+            span: node.span,
+            reference: reference.value,
+            archive: archive?.value,
+            sha256: sha256.map(|s| s.value),
+        })
     }
 
     pub(super) fn component(

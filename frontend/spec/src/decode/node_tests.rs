@@ -1,7 +1,7 @@
 //! Decoding of the `tests:` section (strict, every problem reported with its span).
 
 use super::super::node_tests::{
-    CommandTest, FileTest, KernelArgTest, PackageTest, ServiceTest, Tests,
+    CommandTest, FileTest, ImageTest, KernelArgTest, PackageTest, ServiceTest, Tests,
 };
 use super::check::{self, Check, Problem, Shown};
 use super::yaml::Node;
@@ -13,12 +13,25 @@ const TESTS: &[&str] = &[
     "services",
     "kernel_arguments",
     "commands",
+    "images",
 ];
 const FILE_TEST: &[&str] = &["path", "exists", "mode", "owner", "contains"];
 const PACKAGE_TEST: &[&str] = &["name", "installed", "version"];
 const SERVICE_TEST: &[&str] = &["name", "enabled", "masked"];
 const KARG_TEST: &[&str] = &["contains"];
+const IMAGE_TEST: &[&str] = &["ref", "digest"];
 const COMMAND_TEST: &[&str] = &["run", "exit_status", "stdout_contains", "stderr_contains"];
+
+/// An image digest: `sha256:` and 64 lowercase hex digits.
+fn image_digest(s: &str) -> Check {
+    match s.strip_prefix("sha256:") {
+        Some(hex) if check::sha256(hex).is_ok() => Ok(()),
+        _ => Err(Problem::new(format!(
+            "expected an image digest `sha256:` followed by 64 lowercase hex digits, got {}",
+            Shown(s)
+        ))),
+    }
+}
 
 /// `user` or `user:group`, each a name or a numeric id.
 fn owner(s: &str) -> Check {
@@ -179,6 +192,28 @@ impl Cx<'_> {
                     exit_status,
                     stdout_contains: out.map(|o| o.value),
                     stderr_contains: err.map(|e| e.value),
+                });
+            }
+        }
+        let p = f.path("images");
+        for (i, n) in self.list(&f, "images").iter().enumerate() {
+            let path = index(&p, i);
+            let Some(m) = self.map(n, &path, IMAGE_TEST) else {
+                continue;
+            };
+            let reference = self.required(
+                &m,
+                "ref",
+                "an image reference like registry.k8s.io/pause:3.10",
+                check::image_reference,
+            );
+            let digest = self.field(&m, "digest", "an image digest", image_digest);
+            if let Some(r) = reference {
+                t.images.push(ImageTest {
+                    span: n.span,
+                    reference: nodestamp_contract::images::normalize_ref(&r.value)
+                        .unwrap_or(r.value),
+                    digest: digest.map(|d| d.value),
                 });
             }
         }
