@@ -46,7 +46,7 @@ pub enum ConvertError {
     )]
     EspTooSmall { files: u64, esp: u64 },
     #[error(
-        "the rootfs has no GRUB for BIOS: expected {what}; install grub-pc-bin in the node, or use firmware uefi"
+        "the rootfs has no GRUB for BIOS: expected {what}; add grub-pc-bin to the node (os.packages), or boot with UEFI only (disk.firmware: uefi, --firmware uefi)"
     )]
     NoGrub { what: &'static str },
     #[error(

@@ -763,7 +763,7 @@ fn bios_needs_grub_in_the_rootfs() {
     assert!(matches!(err, ConvertError::NoGrub { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "the rootfs has no GRUB for BIOS: expected /usr/lib/grub/i386-pc/boot.img (package grub-pc-bin); install grub-pc-bin in the node, or use firmware uefi"
+        "the rootfs has no GRUB for BIOS: expected /usr/lib/grub/i386-pc/boot.img (package grub-pc-bin); add grub-pc-bin to the node (os.packages), or boot with UEFI only (disk.firmware: uefi, --firmware uefi)"
     );
 }
 
