@@ -8,7 +8,7 @@ use llb_graph::{Platform, ResolveMode, pb};
 
 use crate::gateway::{
     CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption,
-    ResultAttestation, SbomRequest, SourceRange,
+    ResultAttestation, SbomRequest, SourceRange, platform_key, refs_platforms,
 };
 use nodestamp_compile::image::{ImageConfigInput, base_env, image_config, rfc3339};
 use nodestamp_compile::inline::SpecSource;
@@ -68,11 +68,81 @@ pub fn diagnostics_error(filename: &str, source: &[u8], diags: &Diagnostics) -> 
     }
 }
 
-/// Parses the request: target name, build args, and the spec itself.
-pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request, FrontendError> {
+/// The platforms nodestamp builds nodes for (`os/architecture`), as `--platform` names them.
+pub const SUPPORTED_PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64"];
+
+/// BuildKit's platform build args, as the Dockerfile frontend defines them: `TARGETPLATFORM`,
+/// `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` for the node's platform and `BUILDPLATFORM`,
+/// `BUILDOS`, `BUILDARCH`, `BUILDVARIANT` for the engine's. They win over build args of the
+/// same names.
+pub fn platform_args(target: &pb::Platform, build: &pb::Platform) -> BTreeMap<String, String> {
+    let mut args = BTreeMap::new();
+    for (prefix, p) in [("TARGET", target), ("BUILD", build)] {
+        args.insert(format!("{prefix}PLATFORM"), platform_key(p));
+        args.insert(format!("{prefix}OS"), p.os.clone());
+        args.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        args.insert(format!("{prefix}VARIANT"), p.variant.clone());
+    }
+    args
+}
+
+/// `build_args` with the platform build args of `target` and `build` added.
+pub fn with_platform_args(
+    build_args: &BTreeMap<String, String>,
+    target: &pb::Platform,
+    build: &pb::Platform,
+) -> BTreeMap<String, String> {
+    let mut vars = build_args.clone();
+    vars.extend(platform_args(target, build));
+    vars
+}
+
+/// The error for a platform nodestamp does not build nodes for, at `os.from` (the base every
+/// platform's node starts from).
+fn unsupported_platform(
+    spec: &Spec,
+    filename: &str,
+    platform: &pb::Platform,
+) -> Option<Diagnostic> {
+    let supported = match (platform.os.as_str(), platform.architecture.as_str()) {
+        ("linux", "amd64") => matches!(platform.variant.as_str(), "" | "v1" | "v2" | "v3" | "v4"),
+        ("linux", "arm64") => matches!(platform.variant.as_str(), "" | "v8"),
+        _ => false,
+    };
+    (!supported).then(|| {
+        Diagnostic::error(
+            filename,
+            "os.from",
+            Some(spec.os.from.span),
+            format!(
+                "the build is for platform {} (--platform), and nodestamp builds nodes for {}",
+                platform_key(platform),
+                SUPPORTED_PLATFORMS.join(" and ")
+            ),
+        )
+        .with_help(format!(
+            "build with --platform {} (or both, comma-separated)",
+            SUPPORTED_PLATFORMS.join(" or --platform ")
+        ))
+    })
+}
+
+/// Parses the request for one platform: target name, build args (with the platform build args
+/// of `platform` and `build_platform`), and the spec itself.
+pub fn parse(
+    env: &FrontendEnv,
+    filename: &str,
+    source: &[u8],
+    platform: &pb::Platform,
+    build_platform: &pb::Platform,
+) -> Result<Request, FrontendError> {
     let build_args = env.build_args();
-    let loaded = spec::load(filename, source, &build_args)
-        .map_err(|d| diagnostics_error(filename, source, &d))?;
+    let vars = with_platform_args(&build_args, platform, build_platform);
+    let loaded =
+        spec::load(filename, source, &vars).map_err(|d| diagnostics_error(filename, source, &d))?;
+    if let Some(d) = unsupported_platform(&loaded.spec, filename, platform) {
+        return Err(diagnostics_error(filename, source, &Diagnostics(vec![d])));
+    }
     let target = target_for(env.target().unwrap_or(""), &loaded.spec, filename)?;
     Ok(Request {
         spec: loaded.spec,
@@ -81,6 +151,7 @@ pub fn parse(env: &FrontendEnv, filename: &str, source: &[u8]) -> Result<Request
         filename: filename.into(),
         source: source.to_vec(),
         build_args,
+        platform_args: platform_args(platform, build_platform),
         spec_source: None,
     })
 }
@@ -107,6 +178,7 @@ pub fn spec_source(def: &pb::Definition, req: &Request) -> Option<SpecSource> {
         build_args: req
             .build_args
             .iter()
+            .chain(&req.platform_args)
             .filter(|(k, _)| used.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
@@ -137,6 +209,7 @@ pub fn finish(
     env: &FrontendEnv,
     caps: &Caps,
     platform: &pb::Platform,
+    build_platform: &pb::Platform,
     base: Option<(&str, &[u8])>,
 ) -> Result<BuildResult, FrontendError> {
     let sde = req.source_date_epoch()?;
@@ -161,11 +234,8 @@ pub fn finish(
     let opts = CompileOptions {
         base_context,
         contexts,
-        platform: Platform {
-            os: platform.os.clone(),
-            architecture: platform.architecture.clone(),
-            variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
-        },
+        platform: to_platform(platform),
+        build_platform: to_platform(build_platform),
         image_resolve_mode: match env.image_resolve_mode()? {
             ImageResolveMode::Default => ResolveMode::Default,
             ImageResolveMode::Pull => ResolveMode::Pull,
@@ -236,18 +306,7 @@ pub fn finish(
             })?;
         // The attestation is keyed by the result's platform, as `refs.platforms` names it.
         let key = platform_key(platform);
-        metadata.insert(
-            "refs.platforms".to_string(),
-            serde_json::to_vec(&serde_json::json!({ "platforms": [{
-                "id": key,
-                "platform": {
-                    "os": platform.os,
-                    "architecture": platform.architecture,
-                    "variant": (!platform.variant.is_empty()).then_some(&platform.variant),
-                },
-            }]}))
-            .unwrap_or_default(),
-        );
+        metadata.insert("refs.platforms".to_string(), refs_platforms([platform]));
         attestations.push(ResultAttestation {
             platform_key: key,
             definition: sbom,
@@ -269,11 +328,108 @@ pub fn finish(
     })
 }
 
-/// `os/arch[/variant]`, the key of a platform in `refs.platforms`.
-fn platform_key(p: &pb::Platform) -> String {
-    if p.variant.is_empty() {
-        format!("{}/{}", p.os, p.architecture)
-    } else {
-        format!("{}/{}/{}", p.os, p.architecture, p.variant)
+fn to_platform(p: &pb::Platform) -> Platform {
+    Platform {
+        os: p.os.clone(),
+        architecture: p.architecture.clone(),
+        variant: (!p.variant.is_empty()).then(|| p.variant.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(os: &str, arch: &str, variant: &str) -> pb::Platform {
+        pb::Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: variant.into(),
+        }
+    }
+
+    fn env(opts: &[&str]) -> FrontendEnv {
+        FrontendEnv::from_vars(
+            opts.iter()
+                .enumerate()
+                .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string())),
+        )
+    }
+
+    #[test]
+    fn platform_args_name_the_target_and_the_build_platform() {
+        let args = platform_args(
+            &platform("linux", "arm64", ""),
+            &platform("linux", "amd64", ""),
+        );
+        let get = |k: &str| args[k].as_str();
+        assert_eq!(get("TARGETPLATFORM"), "linux/arm64");
+        assert_eq!(get("TARGETOS"), "linux");
+        assert_eq!(get("TARGETARCH"), "arm64");
+        assert_eq!(get("TARGETVARIANT"), "");
+        assert_eq!(get("BUILDPLATFORM"), "linux/amd64");
+        assert_eq!(get("BUILDOS"), "linux");
+        assert_eq!(get("BUILDARCH"), "amd64");
+        assert_eq!(get("BUILDVARIANT"), "");
+        assert_eq!(args.len(), 8);
+        let v = platform_args(
+            &platform("linux", "arm", "v7"),
+            &platform("linux", "amd64", ""),
+        );
+        assert_eq!(v["TARGETPLATFORM"], "linux/arm/v7");
+        assert_eq!(v["TARGETVARIANT"], "v7");
+    }
+
+    #[test]
+    fn the_spec_reads_platform_args_and_they_win_over_build_args() {
+        let spec = "version: 1\nos:\n  from: debian:bookworm\n  packages:\n    - linux-image-${TARGETARCH}\n    - tool-${BUILDARCH}\n";
+        let arm64 = platform("linux", "arm64", "");
+        let amd64 = platform("linux", "amd64", "");
+        let e = env(&["build-arg:TARGETARCH=riscv64"]);
+        let req = parse(&e, "node.yaml", spec.as_bytes(), &arm64, &amd64).unwrap();
+        let packages: Vec<&str> = req
+            .spec
+            .os
+            .packages
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(packages, ["linux-image-arm64", "tool-amd64"]);
+        // Provenance keeps the user's build args; the platform args are kept apart.
+        assert_eq!(req.build_args["TARGETARCH"], "riscv64");
+        assert_eq!(req.platform_args["TARGETARCH"], "arm64");
+        let req = parse(&e, "node.yaml", spec.as_bytes(), &amd64, &amd64).unwrap();
+        assert_eq!(req.spec.os.packages[0].value, "linux-image-amd64");
+    }
+
+    #[test]
+    fn an_unsupported_platform_is_an_error_at_os_from() {
+        let spec = "version: 1\nname: n\nos:\n  from: debian:bookworm\n";
+        let amd64 = platform("linux", "amd64", "");
+        for bad in [
+            platform("linux", "riscv64", ""),
+            platform("linux", "arm", "v7"),
+            platform("windows", "amd64", ""),
+        ] {
+            let Err(err) = parse(&env(&[]), "node.yaml", spec.as_bytes(), &bad, &amd64) else {
+                panic!("{bad:?} accepted")
+            };
+            let text = format!("{err}");
+            assert!(text.contains("node.yaml:4:"), "{text}");
+            assert!(text.contains("os.from"), "{text}");
+            assert!(
+                text.contains(&format!("platform {}", platform_key(&bad))),
+                "{text}"
+            );
+            assert!(text.contains("linux/amd64 and linux/arm64"), "{text}");
+        }
+        for good in [
+            platform("linux", "amd64", ""),
+            platform("linux", "amd64", "v2"),
+            platform("linux", "arm64", ""),
+            platform("linux", "arm64", "v8"),
+        ] {
+            assert!(parse(&env(&[]), "node.yaml", spec.as_bytes(), &good, &amd64).is_ok());
+        }
     }
 }

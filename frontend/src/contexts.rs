@@ -371,7 +371,8 @@ mod tests {
         spec: &str,
     ) -> Result<(Option<ContextSource>, BTreeMap<String, ContextSource>), FrontendError> {
         let env = env(opts);
-        let req = crate::build::parse(&env, "node.yaml", spec.as_bytes()).unwrap();
+        let req =
+            crate::build::parse(&env, "node.yaml", spec.as_bytes(), &amd64(), &amd64()).unwrap();
         for_request(&req, &env, &amd64())
     }
 

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use nodestamp_frontend::build::{self, BuildResult};
 use nodestamp_frontend::contexts;
-use nodestamp_frontend::gateway::{Bridge, FrontendEnv, FrontendError, GatewayError};
+use nodestamp_frontend::gateway::{
+    self, Bridge, FrontendEnv, FrontendError, GatewayError, PlatformResult,
+};
 use nodestamp_frontend::subrequests;
 
 /// LLB capabilities every nodestamp build needs.
@@ -51,7 +53,7 @@ async fn run() -> ExitCode {
         return finish(&bridge, outcome).await;
     }
     let outcome = match build_flow(&bridge, &env).await {
-        Ok(result) => match bridge
+        Ok(Built::One(result)) => match bridge
             .return_result_with(
                 result.definition,
                 &result.cache_imports,
@@ -66,6 +68,15 @@ async fn run() -> ExitCode {
             }
             other => other.map_err(FrontendError::from),
         },
+        Ok(Built::Platforms(results, cache_imports)) => {
+            match bridge.return_platforms(results, &cache_imports).await {
+                // Building the result failed: report it as the error (with its spec lines).
+                Err(e @ (GatewayError::Rpc { .. } | GatewayError::Build(_))) => {
+                    Err(FrontendError::from(e))
+                }
+                other => other.map_err(FrontendError::from),
+            }
+        }
         Err(e) => Err(e),
     };
     finish(&bridge, outcome).await
@@ -92,47 +103,87 @@ async fn answer(
 ) -> Result<subrequests::Metadata, FrontendError> {
     use subrequests::Request;
     let request = Request::parse(id)?;
-    let (args, target) = (env.build_args(), env.target().unwrap_or(""));
+    let target = env.target().unwrap_or("");
+    // The spec as the first platform's build reads it: build args and platform build args.
     let read_spec = || async {
         let pong = bridge.ping().await?;
+        let args = build::with_platform_args(
+            &env.build_args(),
+            &pong.target_platform(env)?,
+            &pong.build_platform()?,
+        );
         bridge
             .read_spec(env, &pong.caps)
             .await
+            .map(|s| (s, args))
             .map_err(FrontendError::from)
     };
     match request {
         Request::Describe => Ok(subrequests::describe()),
         Request::Targets => {
-            let s = read_spec().await?;
+            let (s, args) = read_spec().await?;
             subrequests::targets(&s.filename, &s.data, &args)
         }
         Request::Outline => {
-            let s = read_spec().await?;
+            let (s, args) = read_spec().await?;
             subrequests::outline(&s.filename, &s.data, &args, target)
         }
         Request::Lint => {
-            let s = read_spec().await?;
+            let (s, args) = read_spec().await?;
             Ok(subrequests::lint(&s.filename, &s.data, &args, target))
         }
     }
 }
 
-/// Ping, check caps, read the spec, resolve the base image, compile.
-async fn build_flow(bridge: &Bridge, env: &FrontendEnv) -> Result<BuildResult, FrontendError> {
+/// What a build hands back: one node (no `--platform`, or one), or one per platform.
+enum Built {
+    One(BuildResult),
+    Platforms(Vec<PlatformResult>, Vec<gateway::CacheImport>),
+}
+
+/// Ping, check caps, read the spec, then per platform: read the spec with that platform's
+/// build args, resolve the base image, compile. Every platform is checked before any is built.
+async fn build_flow(bridge: &Bridge, env: &FrontendEnv) -> Result<Built, FrontendError> {
     let pong = bridge.ping().await?;
     pong.caps.require_caps(REQUIRED_LLB_CAPS)?;
-    let platform = pong.target_platform(env)?;
+    let platforms = pong.target_platforms(env)?;
+    let build_platform = pong.build_platform()?;
     let spec_file = bridge.read_spec(env, &pong.caps).await?;
     let (filename, spec) = (&spec_file.filename, &spec_file.data);
-    let mut request = build::parse(env, filename, spec)?;
-    request.spec_source = build::spec_source(&spec_file.definition, &request);
-    subrequests::show_warnings(bridge, &pong.caps, &spec_file, &request.warnings).await;
-    let base = contexts::resolve_base(bridge, env, &request, &platform).await?;
-    build::finish(
-        &request,
-        env,
-        &pong.caps,
-        &platform,
-        base.as_ref().map(|(d, c)| (d.as_str(), c.as_slice())),
-    )
+    let mut requests = Vec::new();
+    for platform in &platforms {
+        let mut request = build::parse(env, filename, spec, platform, &build_platform)?;
+        request.spec_source = build::spec_source(&spec_file.definition, &request);
+        requests.push(request);
+    }
+    subrequests::show_warnings(bridge, &pong.caps, &spec_file, &requests[0].warnings).await;
+    let mut results = Vec::new();
+    for (platform, request) in platforms.iter().zip(&requests) {
+        let base = contexts::resolve_base(bridge, env, request, platform).await?;
+        results.push(build::finish(
+            request,
+            env,
+            &pong.caps,
+            platform,
+            &build_platform,
+            base.as_ref().map(|(d, c)| (d.as_str(), c.as_slice())),
+        )?);
+    }
+    if env.platforms()?.len() <= 1 {
+        return Ok(Built::One(results.remove(0)));
+    }
+    let cache_imports = results[0].cache_imports.clone();
+    Ok(Built::Platforms(
+        platforms
+            .into_iter()
+            .zip(results)
+            .map(|(platform, r)| PlatformResult {
+                platform,
+                definition: r.definition,
+                metadata: r.metadata,
+                attestations: r.attestations,
+            })
+            .collect(),
+        cache_imports,
+    ))
 }

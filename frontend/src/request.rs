@@ -18,6 +18,8 @@ pub struct Request {
     pub filename: String,
     pub source: Vec<u8>,
     pub build_args: BTreeMap<String, String>,
+    /// The platform build args the spec was read with ([`crate::build::platform_args`]).
+    pub platform_args: BTreeMap<String, String>,
     /// Where the engine holds the spec file (see [`crate::build::spec_source`]); `None` keeps every
     /// content in the definition.
     pub spec_source: Option<SpecSource>,

@@ -248,7 +248,12 @@ fn the_spec_file_is_read_again_only_from_a_local_source() {
             "build-arg:HTTP_PROXY=http://user:secret@proxy",
         ),
     ]);
-    let req: Request = build::parse(&env, "node.yaml", text.as_bytes()).unwrap();
+    let amd64 = pb::Platform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        ..pb::Platform::default()
+    };
+    let req: Request = build::parse(&env, "node.yaml", text.as_bytes(), &amd64, &amd64).unwrap();
     let source = |identifier: &str| {
         let op = pb::Op {
             op: Some(K::Source(pb::SourceOp {

@@ -150,7 +150,10 @@ impl Target {
 /// Engine facts and build settings the graph depends on.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
+    /// The platform of the node (`--platform`): its base image, packages and components.
     pub platform: Platform,
+    /// The engine's own platform: nodestamp's steps (the tools image) run there, natively.
+    pub build_platform: Platform,
     pub image_resolve_mode: ResolveMode,
     /// The client session that serves the build context (`local://context`).
     pub session_id: Option<String>,
@@ -185,6 +188,7 @@ impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             platform: Platform::linux_amd64(),
+            build_platform: Platform::linux_amd64(),
             image_resolve_mode: ResolveMode::Default,
             session_id: None,
             context_name: "context".into(),
@@ -382,13 +386,15 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Metadata for a step: `[layer i/n] what`, located at `span` in the spec.
-    /// The tools image (nodestamp's own steps run in it), named `[<layer>] tools image`.
+    /// The tools image (nodestamp's own steps run in it), named `[<layer>] tools image`. It
+    /// runs on the build platform, as a Dockerfile's `FROM --platform=$BUILDPLATFORM`: its
+    /// steps read and write files of the node and never run the node's binaries.
     pub(crate) fn tools_image(&self, layer: &str) -> State {
         State::image_with(
             &self.opts.tools_image,
             llb_graph::ImageOpts {
                 resolve_mode: self.opts.image_resolve_mode,
-                platform: Some(self.opts.platform.clone()),
+                platform: Some(self.opts.build_platform.clone()),
             },
             self.meta(format!("[{layer}] tools image"), None),
         )

@@ -32,22 +32,41 @@ impl Pong {
         self.platforms.first()
     }
 
-    /// The one platform this run builds for: the `platform` option when given (a list of
-    /// several is refused: nodestamp builds one platform per run), else the worker's default.
-    pub fn target_platform(&self, env: &FrontendEnv) -> Result<pb::Platform, GatewayError> {
-        let mut requested = env.platforms()?;
-        match requested.len() {
-            0 => self
-                .default_platform()
-                .cloned()
-                .ok_or(GatewayError::NoPlatform),
-            1 => Ok(requested.remove(0)),
-            _ => Err(GatewayError::InvalidOption {
-                key: "platform",
-                value: env.platform().unwrap_or_default().to_owned(),
-                expected: "a single platform (nodestamp builds one platform per run)",
-            }),
+    /// The platforms this run builds for: the `platform` option when given (`--platform
+    /// linux/amd64,linux/arm64`: one node per platform, in that order, each named once), else
+    /// the worker's default.
+    pub fn target_platforms(&self, env: &FrontendEnv) -> Result<Vec<pb::Platform>, GatewayError> {
+        let requested = env.platforms()?;
+        if requested.is_empty() {
+            return Ok(vec![
+                self.default_platform()
+                    .cloned()
+                    .ok_or(GatewayError::NoPlatform)?,
+            ]);
         }
+        for (i, p) in requested.iter().enumerate() {
+            if requested[..i].contains(p) {
+                return Err(GatewayError::InvalidOption {
+                    key: "platform",
+                    value: env.platform().unwrap_or_default().to_owned(),
+                    expected: "each platform once",
+                });
+            }
+        }
+        Ok(requested)
+    }
+
+    /// The first requested platform (or the worker's default): the one `--call` answers are
+    /// about.
+    pub fn target_platform(&self, env: &FrontendEnv) -> Result<pb::Platform, GatewayError> {
+        Ok(self.target_platforms(env)?.remove(0))
+    }
+
+    /// The engine's own platform, where nodestamp's steps run: the worker's default.
+    pub fn build_platform(&self) -> Result<pb::Platform, GatewayError> {
+        self.default_platform()
+            .cloned()
+            .ok_or(GatewayError::NoPlatform)
     }
 }
 
@@ -76,6 +95,44 @@ pub struct ResultAttestation {
     pub predicate_type: String,
     /// e.g. `reason` = `sbom`.
     pub metadata: BTreeMap<String, Vec<u8>>,
+}
+
+/// One platform's node in a multi-platform result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlatformResult {
+    pub platform: pb::Platform,
+    pub definition: pb::Definition,
+    /// Exporter metadata of this platform (e.g. `containerimage.config`), keys without the
+    /// platform suffix.
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub attestations: Vec<ResultAttestation>,
+}
+
+/// `os/arch[/variant]`, the id of a platform in `refs.platforms`.
+pub fn platform_key(p: &pb::Platform) -> String {
+    if p.variant.is_empty() {
+        format!("{}/{}", p.os, p.architecture)
+    } else {
+        format!("{}/{}/{}", p.os, p.architecture, p.variant)
+    }
+}
+
+/// The `refs.platforms` metadata of a result with these platforms.
+pub fn refs_platforms<'a>(platforms: impl IntoIterator<Item = &'a pb::Platform>) -> Vec<u8> {
+    let list: Vec<serde_json::Value> = platforms
+        .into_iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": platform_key(p),
+                "platform": {
+                    "os": p.os,
+                    "architecture": p.architecture,
+                    "variant": (!p.variant.is_empty()).then_some(&p.variant),
+                },
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "platforms": list })).unwrap_or_default()
 }
 
 /// A connection to BuildKit's `LLBBridge`. Cheap to clone; calls may run concurrently.
@@ -339,6 +396,87 @@ impl Bridge {
         };
         self.send_return(gw::ReturnRequest {
             result: Some(result),
+            error: None,
+        })
+        .await
+    }
+
+    /// Ends the run with one node per platform, as BuildKit's multi-platform results are: a
+    /// map of refs by platform id, `refs.platforms`, and each platform's metadata under
+    /// `<key>/<platform id>` (`containerimage.config/linux/arm64`). The platforms are solved
+    /// at the same time; the first failure is the run's error.
+    pub async fn return_platforms(
+        &self,
+        results: Vec<PlatformResult>,
+        cache_imports: &[CacheImport],
+    ) -> Result<(), GatewayError> {
+        let solves: Vec<_> = results
+            .iter()
+            .map(|r| {
+                let (bridge, def, imports) =
+                    (self.clone(), r.definition.clone(), cache_imports.to_vec());
+                tokio::spawn(async move { bridge.solve_evaluated(def, &imports, true).await })
+            })
+            .collect();
+        let mut refs = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
+        let mut by_platform: BTreeMap<String, gw::Attestations> = BTreeMap::new();
+        for (r, solve) in results.iter().zip(solves) {
+            let key = platform_key(&r.platform);
+            let id = match solve.await {
+                Ok(Ok(id)) => id,
+                Ok(Err(GatewayError::Rpc { status, .. })) => {
+                    return Err(GatewayError::Build(Box::new(super::solve_failure(
+                        &r.definition,
+                        &status,
+                    ))));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(GatewayError::Build(Box::new(
+                        crate::gateway::FrontendError::new(format!(
+                            "internal error: the build of {key} stopped: {e}"
+                        )),
+                    )));
+                }
+            };
+            refs.insert(key.clone(), gw::Ref { id, def: None });
+            for (k, v) in &r.metadata {
+                if k != "refs.platforms" {
+                    metadata.insert(format!("{k}/{key}"), v.clone());
+                }
+            }
+            for a in &r.attestations {
+                let ref_id = self
+                    .solve_with_cache(a.definition.clone(), cache_imports)
+                    .await?;
+                by_platform
+                    .entry(key.clone())
+                    .or_default()
+                    .attestation
+                    .push(gw::Attestation {
+                        kind: gw::AttestationKind::InToto as i32,
+                        metadata: a.metadata.clone(),
+                        r#ref: Some(gw::Ref {
+                            id: ref_id,
+                            def: None,
+                        }),
+                        path: a.path.clone(),
+                        in_toto_predicate_type: a.predicate_type.clone(),
+                        in_toto_subjects: Vec::new(),
+                    });
+            }
+        }
+        metadata.insert(
+            "refs.platforms".to_string(),
+            refs_platforms(results.iter().map(|r| &r.platform)),
+        );
+        self.send_return(gw::ReturnRequest {
+            result: Some(gw::Result {
+                result: Some(gw::result::Result::Refs(gw::RefMap { refs })),
+                metadata,
+                attestations: by_platform.into_iter().collect(),
+            }),
             error: None,
         })
         .await

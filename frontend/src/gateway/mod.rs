@@ -17,7 +17,10 @@ mod error;
 mod failure;
 mod transport;
 
-pub use bridge::{Bridge, Pong, ResultAttestation, SpecFile, single_op_definition};
+pub use bridge::{
+    Bridge, PlatformResult, Pong, ResultAttestation, SpecFile, platform_key, refs_platforms,
+    single_op_definition,
+};
 pub use cache::{CacheImport, NoCacheOption, OPT_CACHE_FROM, OPT_CACHE_IMPORTS, OPT_NO_CACHE};
 pub use caps::{Caps, MissingCapError};
 pub use env::{
