@@ -402,6 +402,74 @@ mod tests {
         assert_eq!(req.spec.os.packages[0].value, "linux-image-amd64");
     }
 
+    const PER_ARCH: &str = "version: 1\nos:\n  from: debian:bookworm\nkubernetes:\n  components:\n    - name: kubelet\n      url: \"https://dl.k8s.io/release/v1.32.3/bin/linux/${TARGETARCH}/kubelet\"\n      sha256:\n        amd64: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n        arm64: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n";
+
+    fn http(req: &Request) -> (String, String) {
+        match &req.spec.kubernetes.as_ref().unwrap().components[0].source {
+            nodestamp_spec::ComponentSource::Http { url, sha256 } => (url.clone(), sha256.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_per_architecture_sha256_pins_each_platform_s_download() {
+        let amd64 = platform("linux", "amd64", "");
+        for (arch, digit) in [("amd64", "a"), ("arm64", "b")] {
+            let p = platform("linux", arch, "");
+            let req = parse(&env(&[]), "node.yaml", PER_ARCH.as_bytes(), &p, &amd64).unwrap();
+            let (url, sha) = http(&req);
+            assert_eq!(
+                url,
+                format!("https://dl.k8s.io/release/v1.32.3/bin/linux/{arch}/kubelet")
+            );
+            assert_eq!(sha, digit.repeat(64));
+        }
+    }
+
+    #[test]
+    fn a_missing_architecture_s_sha256_is_an_error_at_its_line_naming_it() {
+        let amd64 = platform("linux", "amd64", "");
+        let only_amd64: String = PER_ARCH
+            .lines()
+            .filter(|l| !l.contains("arm64: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = platform("linux", "arm64", "");
+        let Err(err) = parse(&env(&[]), "node.yaml", only_amd64.as_bytes(), &p, &amd64) else {
+            panic!("accepted without an arm64 sha256")
+        };
+        let text = format!("{err}");
+        assert!(
+            text.contains("node.yaml:8:7: kubernetes.components[0].sha256: no sha256 for arm64, the architecture this build is for (linux/arm64); this component has one for amd64"),
+            "{text}"
+        );
+        assert!(text.contains("add `arm64: <64 hex digits>`"), "{text}");
+        // The same spec builds for amd64.
+        assert!(
+            parse(
+                &env(&[]),
+                "node.yaml",
+                only_amd64.as_bytes(),
+                &amd64,
+                &amd64
+            )
+            .is_ok()
+        );
+        // An architecture nodestamp does not know, and a bad digest, at their own lines.
+        let bad = PER_ARCH
+            .replace("arm64: b", "aarch64: b")
+            .replace("amd64: aaaa", "amd64: zzzz");
+        let Err(err) = parse(&env(&[]), "node.yaml", bad.as_bytes(), &amd64, &amd64) else {
+            panic!("accepted")
+        };
+        let text = format!("{err}");
+        assert!(text.contains("node.yaml:10:9: kubernetes.components[0].sha256.aarch64: unknown architecture `aarch64`"), "{text}");
+        assert!(
+            text.contains("node.yaml:9:16: kubernetes.components[0].sha256.amd64:"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn an_unsupported_platform_is_an_error_at_os_from() {
         let spec = "version: 1\nname: n\nos:\n  from: debian:bookworm\n";

@@ -71,6 +71,9 @@ const KUBERNETES: &[&str] = &[
     "modules",
 ];
 const IMAGE: &[&str] = &["ref", "archive", "sha256"];
+/// The architectures a per-architecture `sha256` may name (as `--platform linux/<arch>` does).
+pub const SHA256_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
+
 const COMPONENT: &[&str] = &[
     "name", "url", "sha256", "local", "context", "dest", "mode", "extract",
 ];
@@ -174,6 +177,61 @@ impl Cx<'_> {
         })
     }
 
+    /// A component's `sha256`: one digest, or one per architecture (`{ amd64: <hex>, arm64:
+    /// <hex> }`) of which the build's (the `TARGETARCH` build arg) is taken. Without a target
+    /// architecture (an offline check) every entry is checked and the first one taken.
+    fn component_sha256(&mut self, f: &Fields) -> Option<Spanned<String>> {
+        let node = f.get("sha256")?;
+        let path = f.path("sha256");
+        let Kind::Map(entries) = &node.kind else {
+            return self.checked(node, &path, "a sha256 digest", check::sha256);
+        };
+        let target = self.vars.get("TARGETARCH").cloned();
+        let (mut first, mut chosen, mut archs) = (None, None, Vec::new());
+        for (key, value) in entries {
+            let arch = key_text(key).unwrap_or("");
+            let epath = format!("{path}.{arch}");
+            if !SHA256_ARCHITECTURES.contains(&arch) {
+                self.error_help(
+                    &epath,
+                    key.span,
+                    format!("unknown architecture `{arch}` for a per-architecture sha256"),
+                    format!("accepted: {}", SHA256_ARCHITECTURES.join(", ")),
+                );
+                continue;
+            }
+            archs.push(arch.to_owned());
+            if let Some(v) = self.checked(value, &epath, "a sha256 digest", check::sha256) {
+                if target.as_deref() == Some(arch) {
+                    chosen = Some(v.clone());
+                }
+                first.get_or_insert(v);
+            }
+        }
+        match target {
+            None => first,
+            Some(t) if archs.contains(&t) => chosen,
+            Some(t) => {
+                let has = if archs.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!("one for {}", archs.join(", "))
+                };
+                self.error_help(
+                    &path,
+                    f.key_span("sha256").unwrap_or(node.span),
+                    format!(
+                        "no sha256 for {t}, the architecture this build is for (linux/{t}); this component has {has}"
+                    ),
+                    format!(
+                        "add `{t}: <64 hex digits>` under `sha256` (compute it with `curl -sL <url> | sha256sum`)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn component(
         &mut self,
         node: &Node,
@@ -191,7 +249,7 @@ impl Cx<'_> {
             self.unique(names, n, &f.path("name"), "component");
         }
         let url = self.field(&f, "url", "an http(s) URL", check::http_url);
-        let sha256 = self.field(&f, "sha256", "a sha256 digest", check::sha256);
+        let sha256 = self.component_sha256(&f);
         let local = self.field(
             &f,
             "local",
