@@ -41,6 +41,7 @@ tests:
     - { run: "jq -n 1+1", stdout_contains: "2" }
 disk:
   size: 1GiB
+  firmware: uefi
 "#;
 
 /// A build context with `components/<arch>/tool` for both architectures, and the spec.
