@@ -9,6 +9,8 @@ export FRONTEND_IMAGE
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# The running script's header (the comment block under the #! line) without the '# ': its usage.
+usage_text() { awk 'NR == 1 {next} /^# shellcheck/ {exit} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "$0"; }
 
 # The Debian mirror this machine already uses, read from its apt sources (never hard-coded).
 debian_mirror() {

@@ -1,4 +1,4 @@
-//! Engine tests of issue 2 (acceptance 2a–2d): testdata/engine specs built by the real Docker
+//! Engine tests of the layer split: testdata/engine specs built by the real Docker
 //! Engine BuildKit through `docker buildx build`. Run with `cargo test -- --ignored`
 //! (hack/test does, after hack/setup, hack/components and hack/build-frontend).
 

@@ -1,4 +1,4 @@
-//! Engine tests of issue 5: build provenance in the node image (`/usr/lib/nodestamp/build.json`
+//! Engine tests of build provenance in the node image (`/usr/lib/nodestamp/build.json`
 //! and labels) read back with `nodestamp inspect` from `docker save`. Run with
 //! `cargo test -- --ignored` (hack/test does).
 

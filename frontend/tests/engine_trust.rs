@@ -1,4 +1,4 @@
-//! Engine tests of issue 4 against the real BuildKit (`cargo test -- --ignored`; hack/test runs
+//! Engine tests of the trust rules against the real BuildKit (`cargo test -- --ignored`; hack/test runs
 //! them): engine-side failures show the spec lines of the failing step, a `local` symlink out of
 //! the build context fails at its line (one to another context file is followed), the Kubernetes layer is byte-identical across builds with
 //! `SOURCE_DATE_EPOCH` even with the cache pruned in between, secrets and build-time files leave

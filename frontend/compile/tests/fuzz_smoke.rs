@@ -1,4 +1,4 @@
-//! A stable-toolchain smoke fuzzer (issue 4): bounded, seeded mutations of the corpus in
+//! A stable-toolchain smoke fuzzer: bounded, seeded mutations of the corpus in
 //! `testdata/trust/fuzz-corpus/` go through the same path as the cargo-fuzz target `parse_compile`
 //! (`fuzz/`): load, render every diagnostic, and for specs that load, compile and marshal every
 //! target. Asserts no panic and that each input finishes quickly.

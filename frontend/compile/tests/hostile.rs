@@ -1,4 +1,4 @@
-//! Hostile and broken input (issue 4): one test per bullet of the issue. Every input goes through
+//! Hostile and broken input: one test per case. Every input goes through
 //! the public loader on a watchdog thread (a panic or a hang fails the test), every diagnostic is
 //! rendered against its source, and every spec that loads is compiled and marshaled.
 //!
