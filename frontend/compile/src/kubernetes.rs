@@ -6,13 +6,13 @@
 
 use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, Mount, NetMode, State};
 
-use super::Ctx;
 use super::os::{
     Ln, at_copies, chmod_script, http, links_script, local, special_modes, storage_actions,
     unit_files,
 };
 use super::script::words;
 use super::units::install_targets;
+use super::{Ctx, Steps};
 use nodestamp_contract::images::{
     IMPORT_SCRIPT, IMPORT_SCRIPT_PATH, IMPORT_UNIT, IMPORT_UNIT_CONTENTS,
 };
@@ -152,11 +152,8 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
         + usize::from(has_config)
         + usize::from(tools_step)
         + usize::from(links_step);
-    let mut step = 0;
-    let mut name = |what: String| {
-        step += 1;
-        format!("[kubernetes {step}/{total}] {what}")
-    };
+    let mut names = Steps::new("kubernetes", total);
+    let mut name = |what: String| names.next(&what);
 
     let mut layers = Vec::new();
     for c in &k.components {
@@ -207,7 +204,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
                 &[],
                 &[],
                 ctx.meta(
-                    format!("[kubernetes] SOURCE_DATE_EPOCH: {}", c.name),
+                    Steps::unnumbered("kubernetes", &format!("SOURCE_DATE_EPOCH: {}", c.name)),
                     Some(c.span),
                 ),
             ),
@@ -275,7 +272,7 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec) -> KubernetesLayer {
     let state = State::merge(
         &layers,
         ctx.meta(
-            "[kubernetes] merge components and configuration".into(),
+            Steps::unnumbered("kubernetes", "merge components and configuration"),
             Some(k.span),
         ),
     );

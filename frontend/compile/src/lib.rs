@@ -410,6 +410,42 @@ impl Ctx<'_> {
     }
 }
 
+/// Progress names of the steps that make a layer, numbered the same way in every layer:
+/// `[os 2/5] install packages: less`, `[kubernetes 1/4] fetch kubelet → /usr/bin/kubelet`.
+/// Steps that make no layer of their own (the base image, merges) are named `[os] …` without a
+/// number ([`Steps::unnumbered`]).
+pub(crate) struct Steps {
+    layer: &'static str,
+    total: usize,
+    done: usize,
+}
+
+impl Steps {
+    pub(crate) fn new(layer: &'static str, total: usize) -> Self {
+        Steps {
+            layer,
+            total,
+            done: 0,
+        }
+    }
+
+    /// The next step's name.
+    pub(crate) fn next(&mut self, what: &str) -> String {
+        self.done += 1;
+        debug_assert!(
+            self.done <= self.total,
+            "{} has more steps than counted",
+            self.layer
+        );
+        format!("[{} {}/{}] {what}", self.layer, self.done, self.total)
+    }
+
+    /// A step of `layer` outside the numbering.
+    pub(crate) fn unnumbered(layer: &str, what: &str) -> String {
+        format!("[{layer}] {what}")
+    }
+}
+
 pub fn range(s: Span) -> SourceRange {
     SourceRange {
         start_line: s.start.line,

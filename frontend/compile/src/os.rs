@@ -8,7 +8,7 @@ use llb_graph::{
 
 use super::reproducible::os_shell;
 use super::script::{quote, words};
-use super::{Ctx, DEFAULT_PATH};
+use super::{Ctx, DEFAULT_PATH, Steps};
 use nodestamp_spec::{self as spec, Contents, Span, Spanned, Spec};
 
 /// Packages that make the node boot (kernel, init, bootloader, initramfs, firmware). They go
@@ -477,7 +477,10 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         None => State::image_with(
             &from.value,
             image_opts,
-            ctx.meta(format!("[os] from {}", from.value), Some(from.span)),
+            ctx.meta(
+                Steps::unnumbered("os", &format!("from {}", from.value)),
+                Some(from.span),
+            ),
         ),
         Some(src) => src.state(
             &crate::contexts::familiar_name(&from.value),
@@ -485,7 +488,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             &ctx.opts.platform,
             ctx.opts.image_resolve_mode,
             ctx.meta(
-                format!("[os] from {} (build context)", from.value),
+                Steps::unnumbered("os", &format!("from {} (build context)", from.value)),
                 Some(from.span),
             ),
         ),
@@ -725,10 +728,10 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
         });
     }
 
-    let total = steps.len();
+    let mut names = Steps::new("os", steps.len());
     let mut st = base;
-    for (i, step) in steps.into_iter().enumerate() {
-        let meta = ctx.meta(format!("[os {}/{}] {}", i + 1, total, step.name), step.span);
+    for step in steps {
+        let meta = ctx.meta(names.next(&step.name), step.span);
         st = (step.apply)(ctx, st, meta);
     }
     st
@@ -749,7 +752,7 @@ fn build_mounts(ctx: &Ctx, build: &spec::Build) -> Vec<Mount> {
     let (fa, _) = storage_actions(ctx, &storage, fa, &[], Vec::new(), false);
     let paths: Vec<&str> = build.files.iter().map(|f| f.path.as_str()).collect();
     let meta = ctx.meta(
-        format!("[os] build-time files: {}", paths.join(" ")),
+        Steps::unnumbered("os", &format!("build-time files: {}", paths.join(" "))),
         build.files.first().map(|f| f.span),
     );
     let state = State::scratch().file(fa, at_copies(ctx, meta, &storage));
