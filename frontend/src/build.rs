@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use llb_graph::{Platform, ResolveMode, pb};
+use llb_graph::{Platform, ResolveMode, SourceRange, pb};
 
 use crate::gateway::{
     CacheImport, Caps, FrontendEnv, FrontendError, ImageResolveMode, NoCacheOption,
-    ResultAttestation, SbomRequest, SourceRange, platform_key, refs_platforms,
+    ResultAttestation, SbomRequest, platform_key, refs_platforms,
 };
 use nodestamp_compile::image::{ImageConfigInput, base_env, image_config, rfc3339};
 use nodestamp_compile::inline::SpecSource;
@@ -31,13 +31,7 @@ pub struct BuildResult {
 }
 
 fn ranges(d: &Diagnostic) -> Option<SourceRange> {
-    let s = d.span?;
-    Some(SourceRange {
-        start_line: s.start.line,
-        start_col: s.start.col,
-        end_line: s.end.line,
-        end_col: s.end.col.saturating_sub(1).max(s.start.col),
-    })
+    d.span.map(nodestamp_compile::range)
 }
 
 /// Spec diagnostics as the error BuildKit shows: every error, one per line, with the spec

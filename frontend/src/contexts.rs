@@ -17,7 +17,7 @@ use llb_graph::{normalize_image_ref, pb};
 
 use nodestamp_compile::contexts::{ContextSource, familiar_name};
 
-use crate::gateway::{FrontendEnv, FrontendError, SourceRange};
+use crate::gateway::{FrontendEnv, FrontendError};
 use crate::request::Request;
 use nodestamp_spec::{Span, Spanned};
 
@@ -206,12 +206,7 @@ pub fn for_request(
         .join("\n");
     let ranges = errors
         .iter()
-        .map(|(_, s)| SourceRange {
-            start_line: s.start.line,
-            start_col: s.start.col,
-            end_line: s.end.line,
-            end_col: s.end.col.saturating_sub(1).max(s.start.col),
-        })
+        .map(|(_, s)| nodestamp_compile::range(*s))
         .collect();
     Err(FrontendError::at(
         message,
@@ -270,12 +265,7 @@ pub async fn resolve_base(
             None => format!("cannot resolve image {:?}", from.value),
             Some(_) => format!("cannot resolve the build context {name:?}"),
         };
-        let range = SourceRange {
-            start_line: from.span.start.line,
-            start_col: from.span.start.col,
-            end_line: from.span.end.line,
-            end_col: from.span.end.col.saturating_sub(1).max(from.span.start.col),
-        };
+        let range = nodestamp_compile::range(from.span);
         FrontendError::at(
             format!(
                 "{}:{}:{}: os.from: {what}: {e}",

@@ -64,6 +64,18 @@ pub struct SourceRange {
     pub end_char: u32,
 }
 
+impl SourceRange {
+    /// A whole line.
+    pub fn line(line: u32) -> Self {
+        SourceRange {
+            start_line: line,
+            start_char: 0,
+            end_line: line,
+            end_char: 0,
+        }
+    }
+}
+
 /// Per-op metadata: the progress name and where in the spec the op comes from. It does not
 /// take part in the op digest (BuildKit keeps it beside the op, keyed by digest).
 #[derive(Clone, Debug, Default)]

@@ -2,6 +2,7 @@
 
 use crate::proto::google::rpc;
 use base64::Engine as _;
+use llb_graph::SourceRange;
 use serde::Serialize;
 
 use super::MissingCapError;
@@ -64,28 +65,6 @@ impl GatewayError {
             context: context.into(),
             message: status.message().to_owned(),
             status: Box::new(status),
-        }
-    }
-}
-
-/// A range in the spec file: 1-based lines and 1-based columns, inclusive, as diagnostics
-/// print them (`node.yaml:14:9`). An end column of 0 means "to the end of the line".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceRange {
-    pub start_line: u32,
-    pub start_col: u32,
-    pub end_line: u32,
-    pub end_col: u32,
-}
-
-impl SourceRange {
-    /// A whole line.
-    pub fn line(line: u32) -> Self {
-        SourceRange {
-            start_line: line,
-            start_col: 1,
-            end_line: line,
-            end_col: 0,
         }
     }
 }
@@ -203,11 +182,11 @@ struct PositionJson {
     character: i32,
 }
 
-fn position(line: u32, col: u32) -> PositionJson {
+fn position(line: u32, character: u32) -> PositionJson {
     let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     PositionJson {
         line: clamp(line),
-        character: clamp(col.saturating_sub(1)),
+        character: clamp(character),
     }
 }
 
@@ -221,8 +200,8 @@ fn source_detail_json(loc: &SpecLocation) -> Vec<u8> {
             .ranges
             .iter()
             .map(|r| RangeJson {
-                start: position(r.start_line, r.start_col),
-                end: position(r.end_line.max(r.start_line), r.end_col),
+                start: position(r.start_line, r.start_char),
+                end: position(r.end_line.max(r.start_line), r.end_char),
             })
             .collect(),
     };
@@ -249,9 +228,9 @@ mod tests {
             "a: 1\nmode: rwx\n",
             vec![SourceRange {
                 start_line: 2,
-                start_col: 7,
+                start_char: 6,
                 end_line: 2,
-                end_col: 9,
+                end_char: 8,
             }],
         );
         let st = err.to_status();

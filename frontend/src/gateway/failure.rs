@@ -13,10 +13,11 @@
 //! that op's spec ranges as BuildKit would.
 
 use crate::proto::google::rpc;
-use llb_graph::pb;
 use prost::Message as _;
 
-use super::{FrontendError, SourceRange, SpecLocation};
+use llb_graph::{SourceRange, pb};
+
+use super::{FrontendError, SpecLocation};
 
 const VERTEX_TYPE_SUFFIX: &str = "errdefs.Vertex+json";
 const SOLVE_TYPE_SUFFIX: &str = "errdefs.Solve+json";
@@ -130,9 +131,9 @@ fn location_of(def: &pb::Definition, digest: &str) -> Option<SpecLocation> {
             let line = |v: i32| u32::try_from(v).unwrap_or(0);
             SourceRange {
                 start_line: line(start.line),
-                start_col: line(start.character) + 1,
+                start_char: line(start.character),
                 end_line: line(end.line),
-                end_col: line(end.character) + 1,
+                end_char: line(end.character),
             }
         })
         .collect();
@@ -278,9 +279,9 @@ mod tests {
             loc.ranges,
             vec![SourceRange {
                 start_line: 3,
-                start_col: 7,
+                start_char: 6,
                 end_line: 3,
-                end_col: 13
+                end_char: 12
             }]
         );
     }

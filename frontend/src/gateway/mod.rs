@@ -27,5 +27,5 @@ pub use env::{
     DEFAULT_CONTEXT_LOCAL_NAME, DEFAULT_DOCKERFILE_LOCAL_NAME, DEFAULT_SPEC_FILENAME, FrontendEnv,
     ImageResolveMode, SbomRequest, parse_platform,
 };
-pub use error::{FrontendError, GatewayError, SOURCE_TYPE_URL, SourceRange, SpecLocation};
+pub use error::{FrontendError, GatewayError, SOURCE_TYPE_URL, SpecLocation};
 pub use failure::{locate as locate_failure, solve_failure};
