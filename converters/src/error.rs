@@ -53,7 +53,7 @@ pub enum ConvertError {
         "firmware {firmware} boots x86-64 disks only (GRUB for i386-pc), this rootfs is {arch}: use firmware uefi"
     )]
     BiosNotX86 {
-        firmware: crate::bios::Firmware,
+        firmware: &'static str,
         arch: &'static str,
     },
     #[error("unknown firmware {0:?}: expected one of uefi, bios, hybrid")]

@@ -15,6 +15,7 @@ pub mod bios;
 pub mod error;
 pub mod fat;
 mod fill;
+pub mod firmware;
 pub mod formats;
 pub mod gpt;
 pub mod images;
@@ -64,7 +65,7 @@ pub struct ConvertOptions {
     /// How a tar input reaches mke2fs.
     pub tar_mode: TarMode,
     /// How the disk boots: UEFI (systemd-boot), BIOS (GRUB i386-pc) or both.
-    pub firmware: bios::Firmware,
+    pub firmware: firmware::Firmware,
 }
 
 impl Default for ConvertOptions {
@@ -78,7 +79,7 @@ impl Default for ConvertOptions {
             epoch: None,
             outputs: Vec::new(),
             tar_mode: TarMode::Auto,
-            firmware: bios::Firmware::Uefi,
+            firmware: firmware::Firmware::Uefi,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::bios::Firmware;
+use crate::firmware::Firmware;
 
 /// vSphere's firmware setting for a disk: hybrid disks boot either way; EFI is what vSphere
 /// recommends for new virtual machines.

@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::arch::Arch;
-use crate::bios::{self, Firmware};
 use crate::error::ConvertError;
+use crate::firmware::{self, Firmware};
 use crate::gpt::{Gpt, GptPartition, Guid, SECTOR, TYPE_BIOS_BOOT, TYPE_ESP};
 use crate::tar::Totals;
 
@@ -165,9 +165,9 @@ impl DiskPlan {
     /// moves the ESP and root up by its size (the disk keeps its size).
     pub fn with_firmware(mut self, firmware: Firmware) -> DiskPlan {
         if self.bios_boot.is_some() {
-            self.esp.offset -= bios::BIOS_BOOT_SIZE;
-            self.root.offset -= bios::BIOS_BOOT_SIZE;
-            self.root.size += bios::BIOS_BOOT_SIZE;
+            self.esp.offset -= firmware::BIOS_BOOT_SIZE;
+            self.root.offset -= firmware::BIOS_BOOT_SIZE;
+            self.root.size += firmware::BIOS_BOOT_SIZE;
             self.bios_boot = None;
         }
         self.firmware = firmware;
@@ -177,11 +177,11 @@ impl DiskPlan {
                 type_guid: TYPE_BIOS_BOOT,
                 guid: self.ids.bios_partition,
                 offset: MIB,
-                size: bios::BIOS_BOOT_SIZE,
+                size: firmware::BIOS_BOOT_SIZE,
             });
-            self.esp.offset += bios::BIOS_BOOT_SIZE;
-            self.root.offset += bios::BIOS_BOOT_SIZE;
-            self.root.size = self.root.size.saturating_sub(bios::BIOS_BOOT_SIZE);
+            self.esp.offset += firmware::BIOS_BOOT_SIZE;
+            self.root.offset += firmware::BIOS_BOOT_SIZE;
+            self.root.size = self.root.size.saturating_sub(firmware::BIOS_BOOT_SIZE);
         }
         self
     }
@@ -266,7 +266,7 @@ impl DiskPlan {
         self.root.type_guid = boot.arch.root_partition_type();
         if self.firmware.bios() && boot.arch != Arch::X86_64 {
             return Err(ConvertError::BiosNotX86 {
-                firmware: self.firmware,
+                firmware: self.firmware.as_str(),
                 arch: boot.arch.oci_name(),
             });
         }
@@ -298,7 +298,7 @@ impl DiskPlan {
         }
         self.esp_files = files;
         self.grub_config = self.firmware.bios().then(|| {
-            bios::embedded_config(
+            firmware::embedded_config(
                 self.ids.esp_volume_id,
                 &kernel,
                 &initrd,
@@ -356,7 +356,7 @@ pub fn default_disk_size(totals: &Totals, esp_size: u64) -> u64 {
 /// Sizing functions take it added to the ESP size.
 pub fn boot_overhead(firmware: Firmware) -> u64 {
     if firmware.bios() {
-        bios::BIOS_BOOT_SIZE
+        firmware::BIOS_BOOT_SIZE
     } else {
         0
     }
@@ -618,7 +618,7 @@ mod tests {
             )),
             "{cfg}"
         );
-        assert!(cfg.contains(&bios::fat_uuid(p.ids.esp_volume_id)));
+        assert!(cfg.contains(&firmware::fat_uuid(p.ids.esp_volume_id)));
         // Hybrid needs systemd-boot, and has both.
         let e = DiskPlan::new("n", "s", 2 * GIB, DEFAULT_ESP_SIZE, 0)
             .with_firmware(Firmware::Hybrid)

@@ -8,7 +8,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nodestamp_converters::bios::Firmware;
+use nodestamp_converters::firmware::Firmware;
 use nodestamp_converters::progress::Quiet;
 use nodestamp_converters::rootfs::{Input, TarMode};
 use nodestamp_converters::tools::SystemRunner;
