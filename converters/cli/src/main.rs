@@ -520,3 +520,30 @@ fn plural(n: usize, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frontend's converter step, parsed by this CLI's own flags: every field arrives.
+    #[test]
+    fn the_frontends_convert_request_parses_into_the_same_conversion() {
+        let spec = "version: 1\nname: n1\nos: { from: debian:bookworm }\ndisk:\n  size: 4GiB\n  firmware: bios\n  formats: [qcow2, ova]\n";
+        let loaded = nodestamp_spec::load("node.yaml", spec.as_bytes(), &BTreeMap::new())
+            .expect("the spec loads");
+        let formats = loaded.spec.disk.as_ref().unwrap().formats.clone();
+        let request = nodestamp_compile::disk::convert_request(&loaded.spec, &formats);
+        let cli = Cli::try_parse_from(request.argv()).expect("the CLI accepts the request");
+        let Command::Convert(args) = cli.command else {
+            panic!("not a convert command");
+        };
+        assert_eq!(args.formats, ["qcow2", "ova"]);
+        assert_eq!(args.output_dir, Some(PathBuf::from(&request.output_dir)));
+        assert_eq!(args.name.as_deref(), Some("n1"));
+        let size = nodestamp_contract::units::parse_size(args.size.as_deref().unwrap()).unwrap();
+        assert_eq!(size, 4 << 30);
+        assert_eq!(args.firmware, "bios");
+        assert_eq!(args.input, PathBuf::from(&request.rootfs));
+        assert!(args.quiet);
+    }
+}

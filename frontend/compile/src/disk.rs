@@ -4,6 +4,8 @@
 
 use llb_graph::{ChownOpt, CopyOpts, Exec, FileActions, Mount, NetMode, State};
 
+use nodestamp_contract::convert::ConvertRequest;
+
 use super::Ctx;
 use nodestamp_spec::{Format, Spec};
 
@@ -11,30 +13,22 @@ use nodestamp_spec::{Format, Spec};
 pub const ROOTFS: &str = "/rootfs";
 pub const OUT: &str = "/out";
 
-/// The converter's command line for `formats`.
-pub fn convert_args(spec: &Spec, formats: &[Format]) -> Vec<String> {
-    let mut args = vec!["nodestamp".to_string(), "convert".into(), "--quiet".into()];
-    for f in formats {
-        args.extend(["--format".into(), f.as_str().into()]);
-    }
-    args.extend([
-        "--output-dir".into(),
-        OUT.into(),
-        "--name".into(),
-        spec.name.clone(),
-    ]);
+/// The converter's request for `formats`.
+pub fn convert_request(spec: &Spec, formats: &[Format]) -> ConvertRequest {
     let disk = spec.disk.clone().unwrap_or_default();
-    if let Some(size) = disk.size {
-        args.extend(["--size".into(), size.to_string()]);
+    ConvertRequest {
+        formats: formats.iter().map(|f| f.as_str().to_string()).collect(),
+        output_dir: OUT.into(),
+        name: spec.name.clone(),
+        size: disk.size,
+        firmware: disk.firmware.as_str().into(),
+        rootfs: ROOTFS.into(),
     }
-    args.extend(["--firmware".into(), disk.firmware.as_str().into()]);
-    args.push(ROOTFS.into());
-    args
 }
 
 pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State, formats: &[Format]) -> State {
     let tools = ctx.tools_image("disk");
-    let mut exec = Exec::new(convert_args(spec, formats))
+    let mut exec = Exec::new(convert_request(spec, formats).argv())
         .network(NetMode::None)
         .mount(Mount::readonly(node, ROOTFS))
         .mount(Mount::scratch(OUT));

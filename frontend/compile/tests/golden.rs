@@ -262,7 +262,7 @@ fn disk_targets_convert_the_node_rootfs() {
     );
     let mut bios = spec.clone();
     bios.disk.as_mut().unwrap().firmware = nodestamp_spec::Firmware::Bios;
-    let args = nodestamp_compile::disk::convert_args(&bios, &[Format::Ova]);
+    let args = nodestamp_compile::disk::convert_request(&bios, &[Format::Ova]).argv();
     assert_eq!(
         args[..5].join(" ") + " " + &args[args.len() - 3..].join(" "),
         "nodestamp convert --quiet --format ova --firmware bios /rootfs"
