@@ -331,55 +331,42 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
     format!("{len} {key}={value}\n").into_bytes()
 }
 
+/// The records of PAX data already validated by [`parse_pax`]: each whole record (length,
+/// key, value, newline) and its key and raw value.
+fn pax_records(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let sp = rest.iter().position(|b| *b == b' ')?;
+        let len = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|l| *l > sp + 1 && *l <= rest.len())?;
+        let (rec, tail) = rest.split_at(len);
+        rest = tail;
+        let kv = &rec[sp + 1..];
+        let kv = kv.strip_suffix(b"\n").unwrap_or(kv);
+        let eq = kv.iter().position(|b| *b == b'=').unwrap_or(kv.len());
+        Some((rec, &kv[..eq], kv.get(eq + 1..).unwrap_or_default()))
+    })
+}
+
 /// The `SCHILY.xattr.<name>` records of PAX data (already validated by [`parse_pax`]), with
 /// their values as raw bytes (a capability is binary).
 fn pax_xattrs(data: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(sp) = rest.iter().position(|b| *b == b' ') {
-        let Some(len) = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|l| *l > sp + 1 && *l <= rest.len())
-        else {
-            break;
-        };
-        let kv = &rest[sp + 1..len];
-        let kv = kv.strip_suffix(b"\n").unwrap_or(kv);
-        if let Some(eq) = kv.iter().position(|b| *b == b'=')
-            && let Some(name) = kv[..eq].strip_prefix(b"SCHILY.xattr.")
-        {
-            out.push((
-                String::from_utf8_lossy(name).into_owned(),
-                kv[eq + 1..].to_vec(),
-            ));
-        }
-        rest = &rest[len..];
-    }
-    out
+    pax_records(data)
+        .filter_map(|(_, key, value)| {
+            let name = key.strip_prefix(b"SCHILY.xattr.")?;
+            Some((String::from_utf8_lossy(name).into_owned(), value.to_vec()))
+        })
+        .collect()
 }
 
 /// The raw records of PAX data (already validated by [`parse_pax`]) except those for `drop`.
 fn pax_records_without(data: &[u8], drop: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(sp) = rest.iter().position(|b| *b == b' ') {
-        let Some(len) = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-            .filter(|l| *l > sp + 1 && *l <= rest.len())
-        else {
-            break;
-        };
-        let rec = &rest[..len];
-        let kv = &rec[sp + 1..];
-        let key = &kv[..kv.iter().position(|b| *b == b'=').unwrap_or(kv.len())];
-        if !drop.iter().any(|d| d.as_bytes() == key) {
-            out.extend_from_slice(rec);
-        }
-        rest = &rest[len..];
-    }
-    out
+    pax_records(data)
+        .filter(|(_, key, _)| !drop.iter().any(|d| d.as_bytes() == *key))
+        .flat_map(|(rec, _, _)| rec.iter().copied())
+        .collect()
 }
 
 /// A PAX extended header (typeflag `x`) with `records`, padded to whole blocks.
