@@ -284,11 +284,7 @@ mod tests {
 
     /// The environment BuildKit gives a frontend with these options and session `sess`.
     fn env(opts: &[&str]) -> FrontendEnv {
-        let mut vars: Vec<(String, String)> = opts
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string()))
-            .collect();
+        let mut vars = crate::gateway::option_vars(opts);
         vars.push(("BUILDKIT_SESSION_ID".into(), "sess".into()));
         FrontendEnv::from_vars(vars)
     }

@@ -106,11 +106,7 @@ mod tests {
     use super::*;
 
     fn env(opts: &[&str]) -> FrontendEnv {
-        FrontendEnv::from_vars(
-            opts.iter()
-                .enumerate()
-                .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string())),
-        )
+        FrontendEnv::from_vars(crate::gateway::option_vars(opts))
     }
 
     #[test]

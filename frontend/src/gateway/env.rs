@@ -256,16 +256,22 @@ fn platform(os: &str, arch: &str, variant: &str) -> pb::Platform {
     }
 }
 
+/// The variables BuildKit sets for frontend options `opts`, in order (for unit tests that make
+/// a [`FrontendEnv`]).
+#[cfg(test)]
+pub(crate) fn option_vars(opts: &[&str]) -> Vec<(String, String)> {
+    opts.iter()
+        .enumerate()
+        .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env(opts: &[&str]) -> FrontendEnv {
-        let mut vars: Vec<(String, String)> = opts
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (format!("BUILDKIT_FRONTEND_OPT_{i}"), o.to_string()))
-            .collect();
+        let mut vars = option_vars(opts);
         vars.push(("BUILDKIT_SESSION_ID".into(), "sess1".into()));
         vars.push(("PATH".into(), "/bin".into()));
         FrontendEnv::from_vars(vars)

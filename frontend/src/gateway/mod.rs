@@ -13,6 +13,8 @@ mod bridge;
 mod cache;
 mod caps;
 mod env;
+#[cfg(test)]
+pub(crate) use env::option_vars;
 mod error;
 mod failure;
 mod transport;
