@@ -3,22 +3,14 @@
 //! layer's large inline contents from the spec file in the engine) writes exactly what the
 //! frontend compiled, or nothing.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+
+use common::{nodestamp, text};
 
 use nodestamp_compile::inline::{self, Layer};
 use nodestamp_spec as spec;
-
-fn nodestamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nodestamp"))
-        .args(args)
-        .output()
-        .expect("running nodestamp")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn check_reports_a_definition_over_the_limit_at_its_line() {

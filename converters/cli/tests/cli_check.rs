@@ -1,23 +1,15 @@
 //! `nodestamp check` end to end.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+
+use common::{nodestamp, text};
 
 fn testdata(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/specs")
         .join(rel)
-}
-
-fn nodestamp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nodestamp"))
-        .args(args)
-        .output()
-        .expect("running nodestamp")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]
