@@ -137,17 +137,16 @@ pub(crate) fn compile(ctx: &Ctx, spec: &Spec, node: &State) -> State {
     );
     let results = (!t.commands.is_empty()).then(|| {
         let cspan = t.commands.first().map(|c| c.span);
-        node.run(
-            Exec::shell(commands_script(t, RESULTS))
-                .network(NetMode::None)
-                .mount(Mount::scratch(RESULTS)),
-            ctx.meta(
-                format!("[test 2/3] run {} commands in the node", t.commands.len()),
-                cspan,
-            ),
-        )
-        .output(RESULTS)
-        .unwrap_or_else(State::scratch)
+        let meta = ctx.meta(
+            format!("[test 2/3] run {} commands in the node", t.commands.len()),
+            cspan,
+        );
+        let exec = crate::script::shell(ctx, &meta, commands_script(t, RESULTS))
+            .network(NetMode::None)
+            .mount(Mount::scratch(RESULTS));
+        node.run(exec, meta)
+            .output(RESULTS)
+            .unwrap_or_else(State::scratch)
     });
     let tools = ctx.tools_image("test");
     let checks_path = format!("/checks/{CHECKS_FILE_NAME}");

@@ -336,7 +336,8 @@ fn image_layer(ctx: &Ctx, img: &ImageEntry, meta: llb_graph::Meta) -> State {
 /// A layer of symbolic links made by the tools image on scratch (with `SOURCE_DATE_EPOCH`, every
 /// entry at that time): it depends on nothing but the links themselves.
 fn links_layer(ctx: &Ctx, links: &[Ln], meta: llb_graph::Meta) -> State {
-    let exec = Exec::shell(links_script(links, "/layer", ctx.opts.source_date_epoch))
+    let script = links_script(links, "/layer", ctx.opts.source_date_epoch);
+    let exec = super::script::shell(ctx, &meta, script)
         .mount(Mount::scratch("/layer"))
         .network(NetMode::None)
         .readonly_root();
@@ -362,10 +363,14 @@ fn tools_layer(
     let epoch = ctx.opts.source_date_epoch;
     let script = links_script(links, "/layer", epoch) + &chmod_script(modes, "/layer");
     let exec = match epoch {
-        Some(_) => Exec::shell(format!("set -eu\ncp -a /in/. /layer/\n{script}"))
-            .mount(Mount::readonly(layer, "/in"))
-            .mount(Mount::scratch("/layer")),
-        None => Exec::shell(script).mount(Mount::layer(layer, "/layer")),
+        Some(_) => super::script::shell(
+            ctx,
+            &meta,
+            format!("set -eu\ncp -a /in/. /layer/\n{script}"),
+        )
+        .mount(Mount::readonly(layer, "/in"))
+        .mount(Mount::scratch("/layer")),
+        None => super::script::shell(ctx, &meta, script).mount(Mount::layer(layer, "/layer")),
     }
     .network(NetMode::None)
     .readonly_root();

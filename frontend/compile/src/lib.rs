@@ -22,7 +22,7 @@ pub mod packages;
 pub mod provenance;
 pub mod reproducible;
 pub mod sbom;
-mod script;
+pub mod script;
 pub mod size;
 pub mod sysext;
 mod units;
@@ -469,15 +469,16 @@ pub fn compile(spec: &Spec, source: &[u8], opts: &CompileOptions) -> Compiled {
     );
     let node = match &k8s.finalize {
         None => merged,
-        Some(script) => merged
-            .run(
-                llb_graph::Exec::shell(script.clone()).network(llb_graph::NetMode::None),
-                ctx.meta(
-                    "[node] finalize: enable kubernetes units".into(),
-                    k8s.finalize_span,
-                ),
-            )
-            .root(),
+        Some(script) => {
+            let meta = ctx.meta(
+                "[node] finalize: enable kubernetes units".into(),
+                k8s.finalize_span,
+            );
+            let exec = script::shell(&ctx, &meta, script.clone());
+            merged
+                .run(exec.network(llb_graph::NetMode::None), meta)
+                .root()
+        }
     };
     let node = match &opts.provenance {
         None => node,

@@ -6,7 +6,7 @@ use llb_graph::{
     Owner, State,
 };
 
-use super::reproducible::os_shell;
+use super::reproducible::{Command, os_shell};
 use super::script::{quote, words};
 use super::{Ctx, DEFAULT_PATH, Steps};
 use nodestamp_spec::{self as spec, Contents, Span, Spanned, Spec};
@@ -400,18 +400,19 @@ fn epoch_layer(
         links_script(links, "/layer", ctx.opts.source_date_epoch),
         chmod_script(modes, "/layer")
     );
-    let exec = Exec::shell(script)
-        .mount(Mount::readonly(layer, "/in"))
-        .mount(Mount::scratch("/layer"))
-        .network(llb_graph::NetMode::None)
-        .readonly_root();
     let named = |what: &str| llb_graph::Meta {
         name: meta.name.as_ref().map(|n| format!("{n}: {what}")),
         ..meta.clone()
     };
+    let settle = named("SOURCE_DATE_EPOCH");
+    let exec = super::script::shell(ctx, &settle, script)
+        .mount(Mount::readonly(layer, "/in"))
+        .mount(Mount::scratch("/layer"))
+        .network(llb_graph::NetMode::None)
+        .readonly_root();
     let fixed = ctx
         .tools_image("os")
-        .run(exec, named("SOURCE_DATE_EPOCH"))
+        .run(exec, settle)
         .output("/layer")
         .unwrap_or_else(|| layer.clone());
     State::merge(&[os.clone(), fixed], named("onto the OS"))
@@ -526,7 +527,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("install {tier}: {}", join_names(&pkgs)),
             span: span_of(&pkgs),
             apply: Box::new(move |ctx, st, meta| {
-                let mut exec = os_shell("-c", script, ctx.opts.source_date_epoch)
+                let mut exec = os_shell(ctx, &meta, Command::Generated(script))
                     .mount(Mount::cache(
                         "/var/lib/apt/lists",
                         format!("nodestamp-apt-lists-{key}"),
@@ -563,7 +564,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("groups: {groups}; users: {users}"),
             span,
             apply: Box::new(move |ctx, st, meta| {
-                let exec = os_shell("-c", script, ctx.opts.source_date_epoch);
+                let exec = os_shell(ctx, &meta, Command::Generated(script));
                 st.run(exec, meta).root()
             }),
         });
@@ -638,7 +639,8 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     st
                 } else {
                     let script = links_script(&links, "", epoch) + &chmod_script(&modes, "");
-                    let exec = os_shell("-c", script, epoch).network(llb_graph::NetMode::None);
+                    let exec = os_shell(ctx, &links_meta, Command::Generated(script))
+                        .network(llb_graph::NetMode::None);
                     st.run(exec, links_meta).root()
                 }
             }),
@@ -701,7 +703,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("systemctl {}", what.join("; ")),
             span,
             apply: Box::new(move |ctx, st, meta| {
-                let exec = os_shell("-c", script, ctx.opts.source_date_epoch);
+                let exec = os_shell(ctx, &meta, Command::Generated(script));
                 st.run(exec.network(llb_graph::NetMode::None), meta).root()
             }),
         });
@@ -721,7 +723,7 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
             name: format!("run: {label}"),
             span: Some(cmd.span),
             apply: Box::new(move |ctx, st, meta| {
-                let exec = os_shell("-ec", script, ctx.opts.source_date_epoch);
+                let exec = os_shell(ctx, &meta, Command::Run(script));
                 st.run(with_proxy(ctx, with_build(exec, &build, &secrets)), meta)
                     .root()
             }),

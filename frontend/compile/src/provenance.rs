@@ -220,7 +220,15 @@ fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
     if let Some(epoch) = ctx.opts.source_date_epoch {
         script += &format!("find /out -exec touch -h -d @{epoch} -- {{}} +\n");
     }
-    let mut exec = Exec::shell(script)
+    let names: Vec<&str> = locals.iter().map(|(n, _, _, _)| *n).collect();
+    let meta = ctx.meta(
+        format!(
+            "[provenance] sha256 of local components: {} → /{COMPONENTS_JSON}",
+            names.join(" ")
+        ),
+        None,
+    );
+    let mut exec = super::script::shell(ctx, &meta, script)
         .network(NetMode::None)
         .readonly_root()
         .mount(Mount::scratch("/out"));
@@ -230,19 +238,7 @@ fn components_layer(ctx: &Ctx, spec: &Spec) -> Option<State> {
             format!("/in/{i}"),
         ));
     }
-    let names: Vec<&str> = locals.iter().map(|(n, _, _, _)| *n).collect();
-    ctx.tools_image("provenance")
-        .run(
-            exec,
-            ctx.meta(
-                format!(
-                    "[provenance] sha256 of local components: {} → /{COMPONENTS_JSON}",
-                    names.join(" ")
-                ),
-                None,
-            ),
-        )
-        .output("/out")
+    ctx.tools_image("provenance").run(exec, meta).output("/out")
 }
 
 /// `build.json` and, for specs with `tests:`, the in-VM checks, written by file actions.
@@ -433,8 +429,8 @@ mod tests {
         assert_eq!(assemble(build.clone(), None, None), build);
     }
 
-    /// The exec of `state`'s graph whose args contain `arg`: its last arg (the script of a
-    /// shell step) and the digests of its inputs.
+    /// The exec of `state`'s graph whose args or generated script contain `arg`: its script
+    /// (the mounted file of a shell step, else its last arg) and the digests of its inputs.
     fn exec_with(state: &State, arg: &str) -> (String, Vec<String>) {
         let ops = llb_graph::decode_ops(&state.marshal().unwrap())
             .unwrap()
@@ -443,9 +439,15 @@ mod tests {
             .find_map(|op| match &op.op {
                 Some(llb_graph::pb::op::Op::Exec(e)) => {
                     let args = &e.meta.as_ref()?.args;
-                    args.iter().any(|a| a.contains(arg)).then(|| {
+                    let script = crate::script::command_files(&ops, op)
+                        .into_iter()
+                        .find(|(name, _)| name == "step")
+                        .map(|(_, text)| text)
+                        .or_else(|| args.last().cloned())
+                        .unwrap_or_default();
+                    (args.iter().any(|a| a.contains(arg)) || script.contains(arg)).then(|| {
                         let inputs = op.inputs.iter().map(|i| i.digest.clone()).collect();
-                        (args.last().cloned().unwrap_or_default(), inputs)
+                        (script, inputs)
                     })
                 }
                 _ => None,
@@ -470,7 +472,11 @@ mod tests {
             "tools image and the OS layer: {packages:?}"
         );
         let (script, sums) = exec_with(&c.node, "sha256sum");
-        assert_eq!(sums.len(), 2, "tools image and kubectl's source: {sums:?}");
+        assert_eq!(
+            sums.len(),
+            3,
+            "tools image, kubectl's source and the script: {sums:?}"
+        );
         assert!(!sums.contains(&d(&c.os)) && !sums.contains(&d(&c.kubernetes)));
         assert!(script.contains("/in/0/components/kubectl"), "{script}");
         assert!(

@@ -1,10 +1,11 @@
 //! Reproducible OS steps (`SOURCE_DATE_EPOCH`). A step that runs in the OS (package installs,
 //! users, `systemctl`, `run`) leaves traces of when it ran: logs that record the time, caches
 //! keyed by inode times, and the mtime of everything it created or touched. With
-//! `SOURCE_DATE_EPOCH` set, the step's own shell removes those logs and sets the mtime of every
-//! entry it changed to that time before it ends, in the same exec, so the layer is the same
-//! byte for byte whenever the mirror serves the same packages (what Debian's own reproducible
-//! images do after debootstrap).
+//! `SOURCE_DATE_EPOCH` set, a wrapper around the step's shell ([`settle`], mounted beside the
+//! step's script, see [`script::SCRIPT_DIR`]) removes those logs and sets the mtime of every
+//! entry the step changed to that time before it ends, in the same exec, so the layer is the
+//! same byte for byte whenever the mirror serves the same packages (what Debian's own
+//! reproducible images do after debootstrap).
 //!
 //! What is removed (only when this step wrote it):
 //! - `/var/log/dpkg.log`, `/var/log/alternatives.log`, `/var/log/apt/{history,term}.log`,
@@ -20,7 +21,8 @@
 //! tmpfs outside the layer). `SOURCE_DATE_EPOCH` is also in the step's environment, for the
 //! tools that honour it (shadow's `useradd` dates `/etc/shadow` with it).
 
-use super::script::quote;
+use super::Ctx;
+use super::script::{self, quote};
 
 /// The name of the unit that generates the ssh host keys at boot.
 pub const SSH_KEYS_UNIT: &str = "nodestamp-ssh-host-keys.service";
@@ -37,24 +39,47 @@ const TIME_RECORDS: &[&str] = &[
     "/var/lib/dpkg/*-old",
 ];
 
-/// A shell step of the OS layer: `sh <flag> script` (`-c`, or `-ec` for `run` entries), which
-/// with `SOURCE_DATE_EPOCH` leaves that time on everything it changes (see [`settle`]).
-pub fn os_shell(flag: &str, script: String, epoch: Option<i64>) -> llb_graph::Exec {
-    match epoch {
-        None => llb_graph::Exec::new(["/bin/sh".to_string(), flag.to_string(), script]),
-        Some(e) => {
-            llb_graph::Exec::new(["/bin/sh".to_string(), flag.to_string(), settle(&script, e)])
-                .env("SOURCE_DATE_EPOCH", e.to_string())
-        }
-    }
+/// What an OS step runs.
+pub(crate) enum Command {
+    /// A script nodestamp generates (package installs, users, links, `systemctl`): run from a
+    /// mounted file, `/bin/sh /dev/nodestamp/step <step name>` ([`script::shell`]).
+    Generated(String),
+    /// A `run` entry of the spec: `/bin/sh -ec <command>`, on the command line as written.
+    Run(String),
 }
 
-/// `script` (run by `sh -c` or `sh -ec`) made to leave `epoch` as the time of everything it
-/// changes. The script itself is unchanged and runs as before; the lines before it set an
-/// exit trap that does the clean-up, whatever way the script ends, keeping its exit status.
-pub fn settle(script: &str, epoch: i64) -> String {
+/// The settling wrapper in [`script::SCRIPT_DIR`] ([`settle`]).
+pub const SETTLE_FILE: &str = "/dev/nodestamp/settle";
+
+/// The exec of the OS step `meta` running `cmd`. With `SOURCE_DATE_EPOCH` the command runs
+/// under the [`settle`] wrapper, mounted beside the script (`/bin/sh /dev/nodestamp/settle
+/// <the command's arguments>`), which leaves that time on everything the step changes; the
+/// time is also in the step's environment.
+pub(crate) fn os_shell(ctx: &Ctx, meta: &llb_graph::Meta, cmd: Command) -> llb_graph::Exec {
+    let sh = || "/bin/sh".to_string();
+    let (mut args, mut files) = match cmd {
+        Command::Generated(s) => (
+            vec![sh(), script::STEP_FILE.into(), script::label(meta)],
+            vec![("step", s)],
+        ),
+        Command::Run(s) => (vec![sh(), "-ec".into(), s], Vec::new()),
+    };
+    let Some(epoch) = ctx.opts.source_date_epoch else {
+        if files.is_empty() {
+            return llb_graph::Exec::new(args);
+        }
+        return script::with_files(ctx, meta, args, &files);
+    };
+    args.insert(1, SETTLE_FILE.into());
+    files.push(("settle", settle(epoch)));
+    script::with_files(ctx, meta, args, &files).env("SOURCE_DATE_EPOCH", epoch.to_string())
+}
+
+/// The wrapper that runs a step's command (`sh settle <arguments of /bin/sh>`) and makes it
+/// leave `epoch` as the time of everything it changes: it sets an exit trap that does the
+/// clean-up, runs `/bin/sh` with its own arguments, and exits with that shell's status.
+pub fn settle(epoch: i64) -> String {
     settle_in(
-        script,
         epoch,
         "",
         "$(mktemp /dev/shm/nodestamp-since.XXXXXX 2>/dev/null || mktemp)",
@@ -63,7 +88,7 @@ pub fn settle(script: &str, epoch: i64) -> String {
 
 /// [`settle`] for the tree under `root` (`""`: the root filesystem), with the marker made by
 /// the shell expression `marker`.
-fn settle_in(script: &str, epoch: i64, root: &str, marker: &str) -> String {
+fn settle_in(epoch: i64, root: &str, marker: &str) -> String {
     let records: Vec<String> = TIME_RECORDS.iter().map(|p| format!("{root}{p}")).collect();
     let records = records.join(" ");
     let unit = SSH_KEYS_UNIT;
@@ -91,8 +116,9 @@ fn settle_in(script: &str, epoch: i64, root: &str, marker: &str) -> String {
         String::new()
     };
     format!(
-        "# nodestamp, SOURCE_DATE_EPOCH={epoch}: the step's changes get that time (see the trap)\n\
-         nodestamp_since={marker}\n\
+        "# nodestamp, SOURCE_DATE_EPOCH={epoch}: runs /bin/sh with this script's arguments (the\n\
+         # step's command); the exit trap gives what it changed that time, keeping its status.\n\
+         nodestamp_since={marker} || exit 1\n\
          sleep 0.05 2>/dev/null || sleep 1\n\
          nodestamp_settle() {{\n\
          \x20 for f in {records}; do [ \"$f\" -nt \"$nodestamp_since\" ] && rm -f \"$f\"; done\n\
@@ -109,7 +135,8 @@ fn settle_in(script: &str, epoch: i64, root: &str, marker: &str) -> String {
          \x20 return 0\n\
          }}\n\
          trap 'nodestamp_settle' EXIT\n\
-         {script}"
+         /bin/sh \"$@\"\n\
+         exit $?\n"
     )
 }
 
@@ -123,12 +150,16 @@ mod tests {
         std::fs::symlink_metadata(p).unwrap().mtime()
     }
 
-    /// The trap, run on a scratch tree under `root`, with the marker in `root/tmp`.
+    /// The wrapper running `sh -ec script` on a scratch tree under `root`, with the marker in
+    /// `root/tmp`: `sh <wrapper> -ec <script>`, as an OS step runs it.
     fn run_under(root: &Path, script: &str, epoch: i64) -> std::process::Output {
         let r = root.to_str().unwrap();
-        let s = settle_in(script, epoch, r, &format!("$(mktemp -p {r}/tmp)"));
+        let wrapper = tempfile::NamedTempFile::new().unwrap();
+        let text = settle_in(epoch, r, &format!("$(mktemp -p {r}/tmp)"));
+        std::fs::write(wrapper.path(), text).unwrap();
         std::process::Command::new("sh")
-            .args(["-ec", &s])
+            .arg(wrapper.path())
+            .args(["-ec", script])
             .output()
             .unwrap()
     }
@@ -192,6 +223,38 @@ mod tests {
             "base\n"
         );
         assert_eq!(mtime(&root.join("var/log/alternatives.log")), 1_000_000_000);
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    /// A `run` entry keeps `-e` under the wrapper, and a generated step (a script file and the
+    /// step's name) runs through it the same way.
+    #[test]
+    fn the_wrapper_runs_run_entries_and_generated_scripts_as_sh_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        let r = root.to_str().unwrap();
+        let out = run_under(root, &format!("false\necho after > {r}/after\n"), 7);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(!root.join("after").exists(), "-e was lost");
+
+        let step = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            step.path(),
+            format!("set -eu\necho made > {r}/made\nexit 4\n"),
+        )
+        .unwrap();
+        let wrapper = tempfile::NamedTempFile::new().unwrap();
+        let text = settle_in(7, r, &format!("$(mktemp -p {r}/tmp)"));
+        std::fs::write(wrapper.path(), text).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(wrapper.path())
+            .arg(step.path())
+            .arg("install packages: jq")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        assert_eq!(mtime(&root.join("made")), 7);
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     }
 

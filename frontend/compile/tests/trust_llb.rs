@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use llb_graph::decode_ops;
 use llb_graph::pb::op::Op as K;
 use llb_graph::pb::{self, ExecOp};
-use nodestamp_compile::{CompileOptions, compile};
+use nodestamp_compile::{CompileOptions, compile, script};
 use nodestamp_spec as spec;
 
 const SPEC: &str = r#"version: 1
@@ -32,7 +32,10 @@ kubernetes:
       - { name: a.service, enabled: true, contents: "[Install]\nWantedBy=multi-user.target\n" }
 "#;
 
-fn execs(opts: &CompileOptions) -> Vec<(String, ExecOp)> {
+/// Every exec of the node: its progress name, the op, and the command it runs (its arguments
+/// joined, then the text of the files mounted for it: the generated script and, with
+/// `SOURCE_DATE_EPOCH`, the settling wrapper).
+fn execs(opts: &CompileOptions) -> Vec<(String, ExecOp, String)> {
     let l = spec::load("node.yaml", SPEC.as_bytes(), &BTreeMap::new()).unwrap();
     let def = compile(&l.spec, SPEC.as_bytes(), opts)
         .node
@@ -55,26 +58,44 @@ fn execs(opts: &CompileOptions) -> Vec<(String, ExecOp)> {
     ops.ops
         .iter()
         .filter_map(|(d, op)| match &op.op {
-            Some(K::Exec(e)) => Some((
-                names.get(&d.to_string()).cloned().unwrap_or_default(),
-                e.clone(),
-            )),
+            Some(K::Exec(e)) => {
+                let mut command = e.meta.as_ref()?.args.join(" ");
+                for (_, text) in script::command_files(&ops.ops, op) {
+                    command += "\n";
+                    command += &text;
+                }
+                Some((
+                    names.get(&d.to_string()).cloned().unwrap_or_default(),
+                    e.clone(),
+                    command,
+                ))
+            }
             _ => None,
         })
         .collect()
 }
 
-fn step<'a>(execs: &'a [(String, ExecOp)], prefix: &str) -> &'a ExecOp {
-    &execs
+type Execs = [(String, ExecOp, String)];
+
+fn step_with<'a>(execs: &'a Execs, prefix: &str) -> &'a (String, ExecOp, String) {
+    execs
         .iter()
-        .find(|(n, _)| n.starts_with(prefix))
+        .find(|(n, _, _)| n.starts_with(prefix))
         .unwrap_or_else(|| {
             panic!(
                 "no step {prefix}: {:?}",
                 execs.iter().map(|e| &e.0).collect::<Vec<_>>()
             )
         })
-        .1
+}
+
+fn step<'a>(execs: &'a Execs, prefix: &str) -> &'a ExecOp {
+    &step_with(execs, prefix).1
+}
+
+/// The command `prefix` runs: its arguments and its mounted script.
+fn command<'a>(execs: &'a Execs, prefix: &str) -> &'a str {
+    &step_with(execs, prefix).2
 }
 
 fn secret_mounts(e: &ExecOp) -> Vec<(String, String)> {
@@ -88,7 +109,11 @@ fn secret_mounts(e: &ExecOp) -> Vec<(String, String)> {
 fn bind_selectors(e: &ExecOp) -> Vec<(String, String, bool)> {
     e.mounts
         .iter()
-        .filter(|m| m.mount_type == pb::MountType::Bind as i32 && m.dest != "/")
+        .filter(|m| {
+            m.mount_type == pb::MountType::Bind as i32
+                && m.dest != "/"
+                && m.dest != script::SCRIPT_DIR
+        })
         .map(|m| (m.dest.clone(), m.selector.clone(), m.readonly))
         .collect()
 }
@@ -141,7 +166,7 @@ fn secrets_and_build_files_are_mounts_of_the_package_and_run_steps() {
         ]
     );
     // Nothing else carries the secrets or the build files.
-    for (name, e) in &all {
+    for (name, e, _) in &all {
         if !name.starts_with("[os ") {
             assert!(
                 secret_mounts(e).is_empty() && e.secretenv.is_empty(),
@@ -207,13 +232,13 @@ fn proxies_travel_in_proxy_env_not_in_the_environment() {
         );
     }
     // Steps that never touch the network get none.
-    for (name, e) in &all {
+    for (name, e, _) in &all {
         if name.contains("links") || name.contains("finalize") || name.contains("systemctl") {
             assert!(e.meta.as_ref().unwrap().proxy_env.is_none(), "{name}");
         }
     }
     // Without proxy build args there is no ProxyEnv at all.
-    for (name, e) in execs(&CompileOptions::default()) {
+    for (name, e, _) in execs(&CompileOptions::default()) {
         assert!(e.meta.as_ref().unwrap().proxy_env.is_none(), "{name}");
     }
 }
@@ -231,18 +256,13 @@ fn source_date_epoch_fixes_the_links_step() {
         "[kubernetes 3/3] links",
         "[kubernetes 2/3] SOURCE_DATE_EPOCH: configuration",
     ] {
-        let script = step(&all, name).meta.as_ref().unwrap().args.join(" ");
+        let script = command(&all, name);
         assert!(
             script.contains("find /layer -exec touch -h -d @1700000000 -- {} +"),
             "{name}: {script}"
         );
     }
     let plain = execs(&CompileOptions::default());
-    let script = step(&plain, "[kubernetes 2/2] links")
-        .meta
-        .as_ref()
-        .unwrap()
-        .args
-        .join(" ");
+    let script = command(&plain, "[kubernetes 2/2] links");
     assert!(!script.contains("touch"), "{script}");
 }

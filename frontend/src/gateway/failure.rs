@@ -58,9 +58,10 @@ pub fn locate(def: &pb::Definition, details: &[prost_types::Any]) -> Option<Spec
     location_of(def, &failing_op(def, details)?)
 }
 
-/// BuildKit's message for a failed exec quotes the whole command line, for a generated step
-/// the whole script: `process "/bin/sh -c set -eu\n…" did not complete successfully: exit code:
-/// 100`. The user's message names the step and its spec line instead, and keeps the outcome;
+/// BuildKit's message for a failed exec quotes the whole command line (`process "/bin/sh
+/// /dev/nodestamp/step install packages: foo" did not complete successfully: exit code: 100`;
+/// a generated script is in a mounted file, see `nodestamp_compile::script`). The user's
+/// message names the step and its spec line instead, and keeps the outcome;
 /// the tool's own output is in the step's log, which the client prints above the error.
 /// Other messages (a checksum mismatch, …) are the engine's, unchanged.
 fn user_message(engine: &str, step: Option<&str>, at: Option<&SpecLocation>) -> String {
@@ -325,6 +326,55 @@ mod tests {
             any("errdefs.Solve+json", serde_json::json!({ "op": op })),
         ];
         assert_eq!(locate(&def, &details), None);
+    }
+
+    /// A generated step runs its script from a mounted file; its short command line names the
+    /// step, and that is what finds it: the package install of a compiled spec, with and
+    /// without `SOURCE_DATE_EPOCH` (whose wrapper is on the command line too).
+    #[test]
+    fn a_generated_step_is_found_by_its_short_command_line() {
+        let text = include_str!("../../../testdata/trust/missing-package.yaml");
+        let spec =
+            nodestamp_spec::load("missing-package.yaml", text.as_bytes(), &Default::default())
+                .unwrap()
+                .spec;
+        let other = "sha256:547b11b3b8334fdefcd36c185e89b3573e1685c1ee5337698e84a3e9625f8426";
+        for epoch in [None, Some(1_700_000_000)] {
+            let opts = nodestamp_compile::CompileOptions {
+                source_date_epoch: epoch,
+                ..Default::default()
+            };
+            let def = nodestamp_compile::compile(&spec, text.as_bytes(), &opts)
+                .os
+                .marshal()
+                .unwrap();
+            let ops = llb_graph::decode_ops(&def).unwrap().ops;
+            let meta = ops
+                .values()
+                .find_map(|op| match &op.op {
+                    Some(pb::op::Op::Exec(e)) => e.meta.clone(),
+                    _ => None,
+                })
+                .unwrap();
+            let line = meta.args.join(" ");
+            assert!(
+                line.ends_with("/dev/nodestamp/step install packages: nodestamp-no-such-package")
+                    && !line.contains('\n'),
+                "{line}"
+            );
+            let op = serde_json::json!({
+                "exec": { "meta": { "args": meta.args, "env": meta.env, "cwd": meta.cwd } }
+            });
+            let details = [
+                any(
+                    "errdefs.Vertex+json",
+                    serde_json::json!({ "digest": other }),
+                ),
+                any("errdefs.Solve+json", serde_json::json!({ "op": op })),
+            ];
+            let loc = locate(&def, &details).expect("the package step");
+            assert_eq!(loc.ranges[0].start_line, 7, "{epoch:?}");
+        }
     }
 
     #[test]
