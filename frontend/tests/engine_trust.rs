@@ -47,13 +47,75 @@ fn shows_line(log: &str, file: &str, line: usize, text: &str) {
 
 // ---- engine-side failures ---------------------------------------------------------------------
 
+/// Text of the scripts nodestamp generates (the package install, the `SOURCE_DATE_EPOCH`
+/// wrapper): it runs from a file mounted into the step, never from the command line.
+const GENERATED: &[&str] = &[
+    "apt-get",
+    "set -eu",
+    "DEBIAN_FRONTEND",
+    "nodestamp_since",
+    "nodestamp_settle",
+    "trap ",
+    "SOURCE_DATE_EPOCH=",
+];
+
+/// The error lines of a build log: BuildKit's for the failing step (`#7 ERROR: process "…"
+/// did not complete successfully`) and buildx's last one (`ERROR: failed to solve: …`).
+fn error_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| {
+            let rest = match l.strip_prefix('#').and_then(|r| r.split_once(' ')) {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+                _ => l,
+            };
+            rest.starts_with("ERROR:") || rest.starts_with("ERROR ")
+        })
+        .collect()
+}
+
+/// Asserts that no error line of `log` quotes a generated script, and that BuildKit's line for
+/// the failing step shows `command` as its command line.
+#[track_caller]
+fn shows_command(log: &str, command: &str) {
+    let errors = error_lines(log);
+    for l in &errors {
+        for g in GENERATED {
+            assert!(!l.contains(g), "an error line quotes {g:?}: {l}\n{log}");
+        }
+    }
+    let want = format!("ERROR: process \"{command}\" did not complete successfully");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.starts_with('#') && l.contains(&want)),
+        "no {want:?} among {errors:#?}\n{log}"
+    );
+}
+
+/// The build args of a run without and of a run with `SOURCE_DATE_EPOCH`, and the command line
+/// prefix the epoch adds (the settling wrapper, mounted beside the script).
+const EPOCHS: [(&[&str], &str); 2] = [
+    (&[], ""),
+    (
+        &["--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+        "/dev/nodestamp/settle ",
+    ),
+];
+
 #[test]
 #[ignore = "needs the docker engine; run by hack/test"]
 fn a_missing_package_fails_showing_its_spec_line() {
     let dir = tempdir("missing-package");
     let spec = trust_spec(&dir, "missing-package.yaml");
-    let (ok, log) = build(&spec, "os", None, &[], &dir);
-    assert!(!ok, "built:\n{log}");
+    for (args, settle) in EPOCHS {
+        let (ok, log) = build(&spec, "os", None, args, &dir);
+        assert!(!ok, "built:\n{log}");
+        missing_package_failure(&log, settle);
+    }
+}
+
+#[track_caller]
+fn missing_package_failure(log: &str, settle: &str) {
     assert!(
         log.contains("Unable to locate package nodestamp-no-such-package"),
         "{log}"
@@ -62,16 +124,16 @@ fn a_missing_package_fails_showing_its_spec_line() {
         log.contains("[os 1/1] install packages: nodestamp-no-such-package"),
         "{log}"
     );
-    shows_line(&log, "missing-package.yaml", 7, "nodestamp-no-such-package");
+    shows_line(log, "missing-package.yaml", 7, "nodestamp-no-such-package");
     // The error line names the step and its spec line, not the generated install script.
     let error = common::engine().solve_error(
         "missing-package.yaml:7: step [os 1/1] install packages: nodestamp-no-such-package failed: exit code: 100",
     );
     assert!(log.contains(&error), "no {error:?} in:\n{log}");
-    assert!(
-        !log.lines()
-            .any(|l| l.starts_with("ERROR:") && l.contains("apt-get")),
-        "the error line quotes the script:\n{log}"
+    // BuildKit's line for the step shows its short command line, which names the step.
+    shows_command(
+        log,
+        &format!("/bin/sh {settle}/dev/nodestamp/step install packages: nodestamp-no-such-package"),
     );
 }
 
@@ -80,14 +142,21 @@ fn a_missing_package_fails_showing_its_spec_line() {
 fn a_failing_run_command_fails_showing_its_spec_line() {
     let dir = tempdir("failing-run");
     let spec = trust_spec(&dir, "failing-run.yaml");
-    let (ok, log) = build(&spec, "os", None, &[], &dir);
-    assert!(!ok, "built:\n{log}");
-    assert!(log.contains("exit code: 3"), "{log}");
-    assert!(
-        log.contains("[os 2/2] run: echo nodestamp-run-fails"),
-        "{log}"
-    );
-    shows_line(&log, "failing-run.yaml", 9, "exit 3");
+    for (args, settle) in EPOCHS {
+        let (ok, log) = build(&spec, "os", None, args, &dir);
+        assert!(!ok, "built:\n{log}");
+        assert!(log.contains("exit code: 3"), "{log}");
+        assert!(
+            log.contains("[os 2/2] run: echo nodestamp-run-fails"),
+            "{log}"
+        );
+        shows_line(&log, "failing-run.yaml", 9, "exit 3");
+        // The user's own command, as a Dockerfile's `RUN` shows it.
+        shows_command(
+            &log,
+            &format!("/bin/sh {settle}-ec echo nodestamp-run-fails >&2; exit 3"),
+        );
+    }
 }
 
 /// BuildKit v0.13.2's http source does not check the response status when the checksum is
@@ -242,6 +311,127 @@ fn the_kubernetes_layer_and_the_node_are_reproducible_across_a_cache_prune() {
         node.len() >= kubernetes.len() + 4,
         "kubernetes {kubernetes:?}\nnode {node:?}"
     );
+}
+
+// ---- the mounted scripts ------------------------------------------------------------------------
+
+/// The entries of each layer of `docker save <tag>`, bottom first.
+fn layer_entries(tag: &str, dir: &Path) -> Vec<Vec<String>> {
+    let x = dir.join(format!("saved-{}", tag.replace(['/', ':'], "-")));
+    let _ = std::fs::remove_dir_all(&x);
+    std::fs::create_dir_all(&x).unwrap();
+    let tar = x.join("image.tar");
+    let out = docker(&["save", "-o", tar.to_str().unwrap(), tag]);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = Command::new("tar")
+        .args(["-xf", tar.to_str().unwrap(), "-C", x.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let out = Command::new("tar")
+                .arg("-tf")
+                .arg(x.join(l.as_str().unwrap()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|e| e.trim_start_matches("./").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// `tar -tv --full-time` lines of the rootfs tar `tar` whose path is `dir/` or under it.
+fn tar_lines_under(tar: &Path, dirs: &[&str]) -> Vec<String> {
+    let out = Command::new("tar")
+        .arg("-tvf")
+        .arg(tar)
+        .arg("--full-time")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            let path = l.rsplit(' ').next().unwrap_or("").trim_start_matches("./");
+            dirs.iter().any(|d| path.starts_with(&format!("{d}/")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The generated steps run their scripts from files mounted at `/dev/nodestamp`; in the step's
+/// container `/dev` is runc's tmpfs, not the root filesystem, so the mount point is made there
+/// and nothing of it reaches the node. Measured: the node's `/dev` (and `/run`, where a mount
+/// point on the root filesystem would be made, its time changed even after BuildKit removes
+/// it) is the base image's, entry for entry and time for time, and no layer of those steps has
+/// a `dev/` entry — with and without `SOURCE_DATE_EPOCH` (whose wrapper is mounted there too).
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn the_mounted_scripts_leave_no_trace_in_the_node() {
+    let dir = tempdir("no-trace");
+    let base_spec = PathBuf::from(common::write_spec(
+        &dir,
+        "base.yaml",
+        "version: 1\nname: no-trace-base\nos:\n  from: debian:bookworm\n",
+    ));
+    // Users, a hard link and a set-user-ID file (the links-and-modes step), a `run` entry.
+    let body = "version: 1\nname: no-trace\nos:\n  from: debian:bookworm\n  passwd:\n    users:\n      - { name: core }\n  storage:\n    files:\n      - { path: /usr/local/bin/suid, mode: 04755, contents: { inline: \"#!/bin/sh\\n\" } }\n    links:\n      - { path: /usr/local/bin/hard, target: /usr/local/bin/suid, hard: true }\n  run:\n    - echo ran > /etc/nodestamp-ran\n";
+    let spec = PathBuf::from(common::write_spec(&dir, "no-trace.yaml", body));
+    let tar = |name: &str| dir.join(name);
+    let to = |name: &str| format!("type=tar,dest={}", tar(name).display());
+
+    // The root filesystem, without SOURCE_DATE_EPOCH (which sets the time of / and /dev).
+    let (ok, log) = build(&base_spec, "os", None, &["-o", &to("base.tar")], &dir);
+    assert!(ok, "{log}");
+    let (ok, log) = build(&spec, "os", None, &["-o", &to("node.tar")], &dir);
+    assert!(ok, "{log}");
+    for step in ["groups: -; users: core", "links and modes", "run: echo ran"] {
+        assert!(log.contains(step), "no step {step:?}:\n{log}");
+    }
+    let (base, node) = (
+        tar_lines_under(&tar("base.tar"), &["dev", "run"]),
+        tar_lines_under(&tar("node.tar"), &["dev", "run"]),
+    );
+    assert!(base.iter().any(|l| l.ends_with(" dev/")), "{base:?}");
+    assert_eq!(
+        node, base,
+        "the node's /dev or /run is not the base image's"
+    );
+
+    // The layers.
+    let base_tag = unique_tag("no-trace-base");
+    let (plain, epoch) = (unique_tag("no-trace"), unique_tag("no-trace-epoch"));
+    let _images = Images(vec![base_tag.clone(), plain.clone(), epoch.clone()]);
+    let (ok, log) = build(&base_spec, "os", Some(&base_tag), &[], &dir);
+    assert!(ok, "{log}");
+    let below = layers(&base_tag).len();
+    for (tag, args) in [
+        (&plain, &[][..]),
+        (&epoch, &["--build-arg", "SOURCE_DATE_EPOCH=1700000000"][..]),
+    ] {
+        let (ok, log) = build(&spec, "os", Some(tag), args, &dir);
+        assert!(ok, "{log}");
+        let entries = layer_entries(tag, &dir);
+        assert!(entries.len() > below, "{tag}: no layer of its own");
+        for (i, layer) in entries.iter().enumerate().skip(below) {
+            let dev: Vec<&String> = layer.iter().filter(|e| e.starts_with("dev")).collect();
+            assert!(dev.is_empty(), "{tag}: layer {i} has {dev:?}");
+        }
+        // The steps did their work.
+        let all: Vec<&String> = entries.iter().flatten().collect();
+        for want in ["etc/nodestamp-ran", "usr/local/bin/hard", "home/core/"] {
+            assert!(all.iter().any(|e| *e == want), "{tag}: no {want}");
+        }
+    }
 }
 
 // ---- secrets and build-time files ----------------------------------------------------------------
