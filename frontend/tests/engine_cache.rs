@@ -303,3 +303,81 @@ fn an_unusable_cache_source_is_reported_as_for_a_dockerfile() {
         );
     }
 }
+
+/// An OS `storage` written in the OS (an owner by name, a hard link) with `SOURCE_DATE_EPOCH`.
+const IN_PLACE_SPEC: &str = r##"version: 1
+name: in-place-repro
+os:
+  from: debian:bookworm
+  packages: [less]
+  passwd:
+    users:
+      - { name: core }
+  storage:
+    directories:
+      - { path: /home/core/notes, mode: 0700, user: core }
+    files:
+      - { path: /home/core/notes/todo, mode: 0640, user: core, contents: { inline: "${RUN_ID}\n" } }
+      - { path: /usr/local/bin/hello, mode: 0755, contents: { inline: "#!/bin/sh\necho hello\n" } }
+    links:
+      - { path: /usr/local/bin/hi, target: /usr/local/bin/hello, hard: true }
+"##;
+
+#[test]
+#[ignore = "needs the docker engine; prunes the build cache; run by hack/test"]
+fn os_files_with_named_owners_and_hard_links_are_reproducible_across_a_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PathBuf::from(write_spec(dir.path(), "node.yaml", IN_PLACE_SPEC));
+    let id = run_id("in-place");
+    let (a, b) = (unique_tag("cache-inplace-a"), unique_tag("cache-inplace-b"));
+    let _images = Images(vec![a.clone(), b.clone()]);
+    let args = [
+        "--build-arg",
+        &id,
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ];
+    let (ok, log) = build(&spec, "os", Some(&a), &args, dir.path());
+    assert!(ok, "{log}");
+    prune_build_cache();
+    let (ok, log) = build(&spec, "os", Some(&b), &args, dir.path());
+    assert!(ok, "{log}");
+    assert_all_ran("the OS steps after the prune", &log, &["[os "]);
+    let (la, lb) = (layers(&a), layers(&b));
+    let differ: Vec<usize> = (0..la.len().max(lb.len()))
+        .filter(|i| la.get(*i) != lb.get(*i))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "layers {differ:?} differ:\n{la:?}\n{lb:?}"
+    );
+
+    // Owners, modes and the link are as the spec says; the directories the step added entries
+    // to have SOURCE_DATE_EPOCH, and the hard link shares its target's inode.
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "stat",
+        &b,
+        "-c",
+        "%n %U:%G %a %h %i %Y",
+        "/home/core",
+        "/home/core/notes",
+        "/home/core/notes/todo",
+        "/usr/local/bin",
+        "/usr/local/bin/hello",
+        "/usr/local/bin/hi",
+    ]);
+    let stat = text(&out);
+    assert!(out.status.success(), "{stat}");
+    let lines: Vec<Vec<&str>> = stat.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 6, "{stat}");
+    assert_eq!(lines[0][1..2], ["core:core"], "{stat}");
+    assert_eq!(lines[0][5], "1700000000", "{stat}");
+    assert_eq!(lines[1][1..3], ["core:core", "700"], "{stat}");
+    assert_eq!(lines[2][1..4], ["core:core", "640", "1"], "{stat}");
+    assert_eq!(lines[3][5], "1700000000", "{stat}");
+    assert_eq!(lines[4][1..4], ["root:root", "755", "2"], "{stat}");
+    assert_eq!(lines[5][1..5], lines[4][1..5], "{stat}");
+}

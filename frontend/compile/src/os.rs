@@ -418,6 +418,143 @@ fn epoch_layer(
     State::merge(&[os.clone(), fixed], named("onto the OS"))
 }
 
+/// Where [`epoch_in_place`] mounts the files it copies into the OS: in runc's `/dev` tmpfs, as
+/// [`super::script::SCRIPT_DIR`], so the mount point leaves no trace in the layer.
+pub const STORAGE_DIR: &str = "/dev/nodestamp-storage";
+
+/// With `SOURCE_DATE_EPOCH`, a `storage` that cannot be written on scratch ([`on_scratch`]: an
+/// owner by name, a hard link): its files are written on scratch by file actions without
+/// owners (`meta`, located at the copies as the file actions in place are), then one step in
+/// the OS ([`os_shell`], so everything it changes, the directories it adds entries to too, gets
+/// that time) copies them in and does what the file actions in place do: missing directories
+/// made with their mode and owner (existing ones left as they are), files replaced, owners set
+/// (names resolve in the OS; a user without a group gets that user's primary group), links
+/// made, special modes set. File actions in place would leave the current time on the
+/// directories they add entries to, and a later step cannot change that in their layer. With
+/// `skip_inline`, the inline files are already in `os` (written by [`super::inline`]).
+fn epoch_in_place(
+    ctx: &Ctx,
+    os: State,
+    storage: &spec::Storage,
+    extra_files: &[(&str, u32, Vec<u8>)],
+    skip_inline: bool,
+    meta: llb_graph::Meta,
+) -> State {
+    let copied = |f: &&spec::File| !(skip_inline && matches!(f.contents, Contents::Inline(_)));
+    let bare = spec::Storage {
+        files: storage
+            .files
+            .iter()
+            .filter(copied)
+            .map(|f| spec::File {
+                user: None,
+                group: None,
+                ..f.clone()
+            })
+            .collect(),
+        ..spec::Storage::default()
+    };
+    let script = in_place_script(storage, extra_files, skip_inline, STORAGE_DIR);
+    let onto = llb_graph::Meta {
+        name: meta.name.as_ref().map(|n| format!("{n}: onto the OS")),
+        ..meta.clone()
+    };
+    let mut exec =
+        os_shell(ctx, &onto, Command::Generated(script)).network(llb_graph::NetMode::None);
+    if !bare.files.is_empty() || !extra_files.is_empty() {
+        let fa = FileActions::new().timestamp(ctx.opts.source_date_epoch);
+        let (fa, _) = storage_actions(ctx, &bare, fa, extra_files, Vec::new(), false);
+        let files = State::scratch().file(fa, at_copies(ctx, meta, storage));
+        exec = exec.mount(Mount::readonly(&files, STORAGE_DIR));
+    }
+    os.run(exec, onto).root()
+}
+
+/// The `chown` argument for `user` and `group` as BuildKit's file actions resolve them: a user
+/// without a group gets the user's primary group (by name) or the same id; a group without a
+/// user, root as the user. `None` when neither is given.
+fn chown_arg(user: &Option<spec::Owner>, group: &Option<spec::Owner>) -> Option<String> {
+    let one = |o: &spec::Owner| match o {
+        spec::Owner::Name(n) => quote(n),
+        spec::Owner::Id(id) => id.to_string(),
+    };
+    match (user, group) {
+        (None, None) => None,
+        (Some(u), Some(g)) => Some(format!("{}:{}", one(u), one(g))),
+        (Some(u @ spec::Owner::Name(_)), None) => Some(format!("{u}:\"$(id -g {u})\"", u = one(u))),
+        (Some(u @ spec::Owner::Id(_)), None) => Some(format!("{u}:{u}", u = one(u))),
+        (None, Some(g)) => Some(format!("0:{}", one(g))),
+    }
+}
+
+/// The script of [`epoch_in_place`], copying files from `src` (their paths under it).
+fn in_place_script(
+    storage: &spec::Storage,
+    extra_files: &[(&str, u32, Vec<u8>)],
+    skip_inline: bool,
+    src: &str,
+) -> String {
+    // `mkdirs MODE OWNER PATH`: PATH and its missing parents, each with MODE and OWNER, as
+    // BuildKit's mkdir with parents makes them; nothing when PATH exists.
+    let mut s = String::from(
+        "set -eu\n\
+         umask 022\n\
+         mkdirs() {\n\
+         \x20 { [ -z \"$3\" ] || [ -d \"$3\" ]; } && return 0\n\
+         \x20 mkdirs \"$1\" \"$2\" \"${3%/*}\"\n\
+         \x20 mkdir -m \"$1\" -- \"$3\"\n\
+         \x20 if [ -n \"$2\" ]; then chown -- \"$2\" \"$3\"; fi\n\
+         }\n",
+    );
+    for d in &storage.directories {
+        let own = chown_arg(&d.user, &d.group).unwrap_or_else(|| "''".into());
+        s += &format!(
+            "mkdirs {:04o} {own} {}\n",
+            d.mode.unwrap_or(0o755) & 0o777,
+            quote(d.path.trim_end_matches('/'))
+        );
+    }
+    let extra = extra_files.iter().map(|(p, m, _)| (*p, *m, None));
+    let files = storage
+        .files
+        .iter()
+        .filter(|f| !(skip_inline && matches!(f.contents, Contents::Inline(_))))
+        .map(|f| {
+            (
+                f.path.as_str(),
+                f.mode.unwrap_or(0o644),
+                chown_arg(&f.user, &f.group),
+            )
+        });
+    for (path, mode, own) in extra.chain(files) {
+        let q = quote(path);
+        if let Some(p) = parent(path) {
+            s += &format!("mkdirs 0755 '' {}\n", quote(p));
+        }
+        s += &format!(
+            "rm -rf -- {q}\ncp -RP -- {} {q}\nchmod {:04o} {q}\n",
+            quote(&format!("{src}{path}")),
+            mode & 0o777
+        );
+        if let Some(own) = own {
+            s += &format!("chown -R -- {own} {q}\n");
+        }
+    }
+    let links: Vec<Ln> = storage
+        .links
+        .iter()
+        .map(|l| Ln {
+            path: l.path.clone(),
+            target: l.target.clone(),
+            hard: l.hard,
+        })
+        .collect();
+    if !links.is_empty() {
+        s += links_script(&links, "", None).trim_start_matches("set -eu\n");
+    }
+    s + &chmod_script(&special_modes(storage), "")
+}
+
 /// `meta` located also at every file of `storage` copied from the build context or a URL: the
 /// entries that can fail while the step runs (a missing file, a symlink out of the context), so
 /// BuildKit shows their lines, not only the step's first entry.
@@ -629,6 +766,12 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     let layer = State::scratch().file(fa, at_copies(ctx, meta.clone(), storage));
                     let layer = with_inline(layer);
                     return epoch_layer(ctx, &st, &layer, &links, &modes, &meta);
+                }
+                if epoch.is_some() {
+                    // Large inline contents first: the step then leaves them alone but for
+                    // their special modes and the links to them.
+                    let st = with_inline(st);
+                    return epoch_in_place(ctx, st, storage, &extra, inline.is_some(), meta);
                 }
                 let links_meta = llb_graph::Meta {
                     name: meta.name.as_ref().map(|n| format!("{n}: links and modes")),
@@ -877,5 +1020,142 @@ mod tests {
             assert_eq!(secs, 1_700_000_000, "{p}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use std::collections::BTreeMap;
+
+    use llb_graph::decode_ops;
+    use llb_graph::pb::file_action::Action;
+    use llb_graph::pb::op::Op as K;
+
+    use crate::script::command_files;
+    use crate::{CompileOptions, Target, compile_target};
+
+    /// A storage written in place: a file owned by a user the spec creates, a hard link.
+    const SPEC: &str = r##"version: 1
+name: in-place
+os:
+  from: debian:bookworm
+  packages: [less]
+  passwd:
+    users:
+      - { name: core }
+  storage:
+    directories:
+      - { path: /home/core/notes, mode: 0700, user: core }
+    files:
+      - { path: /home/core/notes/todo, mode: 0640, user: core, contents: { inline: "x\n" } }
+      - { path: /usr/local/bin/hello, mode: 0755, contents: { inline: "#!/bin/sh\n" } }
+    links:
+      - { path: /usr/local/bin/hi, target: /usr/local/bin/hello, hard: true }
+"##;
+
+    /// The generated scripts (step name, script) of the OS target's execs, and whether any
+    /// file action of the definition gives an owner by name.
+    fn compiled(epoch: Option<i64>) -> (Vec<(String, String)>, bool) {
+        let loaded = nodestamp_spec::load("node.yaml", SPEC.as_bytes(), &BTreeMap::new()).unwrap();
+        let opts = CompileOptions {
+            source_date_epoch: epoch,
+            ..CompileOptions::default()
+        };
+        let def = compile_target(&loaded.spec, SPEC.as_bytes(), &opts, &Target::Os)
+            .marshal()
+            .unwrap();
+        let ops = decode_ops(&def).unwrap().ops;
+        let mut scripts = Vec::new();
+        let mut named_owner = false;
+        for op in ops.values() {
+            match &op.op {
+                Some(K::Exec(e)) => {
+                    let args = &e.meta.as_ref().unwrap().args;
+                    if let Some((_, s)) = command_files(&ops, op)
+                        .into_iter()
+                        .find(|(n, _)| n == "step")
+                    {
+                        scripts.push((args.last().unwrap().clone(), s));
+                    }
+                }
+                Some(K::File(f)) => {
+                    for a in &f.actions {
+                        let owner = match &a.action {
+                            Some(Action::Mkfile(m)) => m.owner.as_ref(),
+                            Some(Action::Mkdir(m)) => m.owner.as_ref(),
+                            Some(Action::Copy(c)) => c.owner.as_ref(),
+                            _ => None,
+                        };
+                        let by_name = owner
+                            .and_then(|o| o.user.as_ref())
+                            .and_then(|u| u.user.as_ref())
+                            .is_some_and(|u| matches!(u, llb_graph::pb::user_opt::User::ByName(_)));
+                        named_owner |= by_name;
+                    }
+                }
+                _ => {}
+            }
+        }
+        (scripts, named_owner)
+    }
+
+    #[test]
+    fn with_source_date_epoch_storage_in_place_is_one_settled_step() {
+        let (scripts, named_owner) = compiled(Some(1_700_000_000));
+        assert!(!named_owner, "a file action on the OS resolves an owner");
+        let files: Vec<&(String, String)> = scripts
+            .iter()
+            .filter(|(n, _)| n.starts_with("files"))
+            .collect();
+        assert_eq!(files.len(), 1, "{scripts:#?}");
+        let (name, script) = files[0];
+        assert_eq!(name, "files (4): onto the OS");
+        for line in [
+            "mkdirs 0700 core:\"$(id -g core)\" /home/core/notes\n",
+            "cp -RP -- /dev/nodestamp-storage/home/core/notes/todo /home/core/notes/todo\n",
+            "chmod 0640 /home/core/notes/todo\n",
+            "chown -R -- core:\"$(id -g core)\" /home/core/notes/todo\n",
+            "chmod 0755 /usr/local/bin/hello\n",
+            "ln -f /usr/local/bin/hello /usr/local/bin/hi\n",
+        ] {
+            assert!(script.contains(line), "{line:?} not in:\n{script}");
+        }
+        // The settling wrapper gives the times: the script sets none itself.
+        assert!(!script.contains("touch"), "{script}");
+    }
+
+    #[test]
+    fn without_source_date_epoch_storage_in_place_stays_file_actions() {
+        let (scripts, named_owner) = compiled(None);
+        assert!(named_owner);
+        let names: Vec<&str> = scripts.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"files (4): links and modes"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.ends_with("onto the OS")),
+            "{names:?}"
+        );
+    }
+
+    /// The script's `mkdirs` makes missing directories only, each with the mode given.
+    #[test]
+    fn mkdirs_makes_missing_directories_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        let script = super::in_place_script(&nodestamp_spec::Storage::default(), &[], false, "/");
+        crate::script::run_ok(&format!(
+            "{script}chmod 0711 {root}/a\nmkdirs 0700 '' {root}/a/b/c\nmkdirs 0755 '' {root}/a\n"
+        ));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("a"), 0o711);
+        assert_eq!(mode("a/b"), 0o700);
+        assert_eq!(mode("a/b/c"), 0o700);
     }
 }
