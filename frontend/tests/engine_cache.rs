@@ -18,15 +18,54 @@ use common::{
 /// A build context with the cache spec (under the frontend's `# syntax=` line) and its
 /// component; returns the spec path.
 fn cache_context(dir: &Path) -> PathBuf {
-    let body = std::fs::read_to_string(common::repo().join("testdata/cache/node.yaml")).unwrap();
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::write(dir.join("components/tool"), "#!/bin/sh\necho tool\n").unwrap();
+    cache_spec(dir, "node.yaml")
+}
+
+/// `testdata/cache/<name>` written into `dir` as `node.yaml`, under the frontend's `# syntax=`
+/// line.
+fn cache_spec(dir: &Path, name: &str) -> PathBuf {
+    let body = std::fs::read_to_string(common::repo().join("testdata/cache").join(name)).unwrap();
     let body: String = body
         .lines()
         .filter(|l| !l.starts_with("# syntax="))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::create_dir_all(dir.join("components")).unwrap();
-    std::fs::write(dir.join("components/tool"), "#!/bin/sh\necho tool\n").unwrap();
     PathBuf::from(write_spec(dir, "node.yaml", &body))
+}
+
+/// Builds `target` of `spec` twice with `SOURCE_DATE_EPOCH`, the build cache pruned in between
+/// (every OS step runs again), and asserts that the two images have the same layers. Returns
+/// the two tags.
+fn built_twice_across_a_prune(spec: &Path, target: &str, name: &str, dir: &Path) -> Images {
+    let id = run_id(name);
+    let (a, b) = (
+        unique_tag(&format!("cache-{name}-a")),
+        unique_tag(&format!("cache-{name}-b")),
+    );
+    let images = Images(vec![a.clone(), b.clone()]);
+    let args = [
+        "--build-arg",
+        &id,
+        "--build-arg",
+        "SOURCE_DATE_EPOCH=1700000000",
+    ];
+    let (ok, log) = build(spec, target, Some(&a), &args, dir);
+    assert!(ok, "{log}");
+    prune_build_cache();
+    let (ok, log) = build(spec, target, Some(&b), &args, dir);
+    assert!(ok, "{log}");
+    assert_all_ran("the OS steps after the prune", &log, &["[os "]);
+    let (la, lb) = (layers(&a), layers(&b));
+    let differ: Vec<usize> = (0..la.len().max(lb.len()))
+        .filter(|i| la.get(*i) != lb.get(*i))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "layers {differ:?} differ:\n{la:?}\n{lb:?}"
+    );
+    images
 }
 
 /// A build arg unique to this test run, so that no other build shares its steps.
@@ -204,29 +243,7 @@ fn no_cache_filter_os_reruns_the_os_steps_and_keeps_the_kubernetes_layer() {
 fn a_node_with_os_packages_is_reproducible_across_a_prune() {
     let dir = tempfile::tempdir().unwrap();
     let spec = cache_context(dir.path());
-    let id = run_id("repro");
-    let (a, b) = (unique_tag("cache-repro-a"), unique_tag("cache-repro-b"));
-    let _images = Images(vec![a.clone(), b.clone()]);
-    let args = [
-        "--build-arg",
-        &id,
-        "--build-arg",
-        "SOURCE_DATE_EPOCH=1700000000",
-    ];
-    let (ok, log) = build(&spec, "node", Some(&a), &args, dir.path());
-    assert!(ok, "{log}");
-    prune_build_cache();
-    let (ok, log) = build(&spec, "node", Some(&b), &args, dir.path());
-    assert!(ok, "{log}");
-    assert_all_ran("the OS steps after the prune", &log, &["[os "]);
-    let (la, lb) = (layers(&a), layers(&b));
-    let differ: Vec<usize> = (0..la.len().max(lb.len()))
-        .filter(|i| la.get(*i) != lb.get(*i))
-        .collect();
-    assert!(
-        differ.is_empty(),
-        "layers {differ:?} differ:\n{la:?}\n{lb:?}"
-    );
+    built_twice_across_a_prune(&spec, "node", "repro", dir.path());
 }
 
 /// The lines of `log` that mention `needle`, without BuildKit's step numbers (`#12 `), which
@@ -304,53 +321,13 @@ fn an_unusable_cache_source_is_reported_as_for_a_dockerfile() {
     }
 }
 
-/// An OS `storage` written in the OS (an owner by name, a hard link) with `SOURCE_DATE_EPOCH`.
-const IN_PLACE_SPEC: &str = r##"version: 1
-name: in-place-repro
-os:
-  from: debian:bookworm
-  packages: [less]
-  passwd:
-    users:
-      - { name: core }
-  storage:
-    directories:
-      - { path: /home/core/notes, mode: 0700, user: core }
-    files:
-      - { path: /home/core/notes/todo, mode: 0640, user: core, contents: { inline: "${RUN_ID}\n" } }
-      - { path: /usr/local/bin/hello, mode: 0755, contents: { inline: "#!/bin/sh\necho hello\n" } }
-    links:
-      - { path: /usr/local/bin/hi, target: /usr/local/bin/hello, hard: true }
-"##;
-
 #[test]
 #[ignore = "needs the docker engine; prunes the build cache; run by hack/test"]
 fn os_files_with_named_owners_and_hard_links_are_reproducible_across_a_prune() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = PathBuf::from(write_spec(dir.path(), "node.yaml", IN_PLACE_SPEC));
-    let id = run_id("in-place");
-    let (a, b) = (unique_tag("cache-inplace-a"), unique_tag("cache-inplace-b"));
-    let _images = Images(vec![a.clone(), b.clone()]);
-    let args = [
-        "--build-arg",
-        &id,
-        "--build-arg",
-        "SOURCE_DATE_EPOCH=1700000000",
-    ];
-    let (ok, log) = build(&spec, "os", Some(&a), &args, dir.path());
-    assert!(ok, "{log}");
-    prune_build_cache();
-    let (ok, log) = build(&spec, "os", Some(&b), &args, dir.path());
-    assert!(ok, "{log}");
-    assert_all_ran("the OS steps after the prune", &log, &["[os "]);
-    let (la, lb) = (layers(&a), layers(&b));
-    let differ: Vec<usize> = (0..la.len().max(lb.len()))
-        .filter(|i| la.get(*i) != lb.get(*i))
-        .collect();
-    assert!(
-        differ.is_empty(),
-        "layers {differ:?} differ:\n{la:?}\n{lb:?}"
-    );
+    let spec = cache_spec(dir.path(), "in-place.yaml");
+    let images = built_twice_across_a_prune(&spec, "os", "inplace", dir.path());
+    let b = &images.0[1];
 
     // Owners, modes and the link are as the spec says; the directories the step added entries
     // to have SOURCE_DATE_EPOCH, and the hard link shares its target's inode.
@@ -359,7 +336,7 @@ fn os_files_with_named_owners_and_hard_links_are_reproducible_across_a_prune() {
         "--rm",
         "--entrypoint",
         "stat",
-        &b,
+        b,
         "-c",
         "%n %U:%G %a %h %i %Y",
         "/home/core",

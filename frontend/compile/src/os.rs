@@ -1035,23 +1035,7 @@ mod epoch_tests {
     use crate::{CompileOptions, Target, compile_target};
 
     /// A storage written in place: a file owned by a user the spec creates, a hard link.
-    const SPEC: &str = r##"version: 1
-name: in-place
-os:
-  from: debian:bookworm
-  packages: [less]
-  passwd:
-    users:
-      - { name: core }
-  storage:
-    directories:
-      - { path: /home/core/notes, mode: 0700, user: core }
-    files:
-      - { path: /home/core/notes/todo, mode: 0640, user: core, contents: { inline: "x\n" } }
-      - { path: /usr/local/bin/hello, mode: 0755, contents: { inline: "#!/bin/sh\n" } }
-    links:
-      - { path: /usr/local/bin/hi, target: /usr/local/bin/hello, hard: true }
-"##;
+    const SPEC: &str = include_str!("../../../testdata/cache/in-place.yaml");
 
     /// The generated scripts (step name, script) of the OS target's execs, and whether any
     /// file action of the definition gives an owner by name.
