@@ -358,3 +358,36 @@ fn os_files_with_named_owners_and_hard_links_are_reproducible_across_a_prune() {
     assert_eq!(lines[4][1..4], ["root:root", "755", "2"], "{stat}");
     assert_eq!(lines[5][1..5], lines[4][1..5], "{stat}");
 }
+
+/// Without `SOURCE_DATE_EPOCH` too, a hard link to a file of the same `os.storage` section is a
+/// hard link in the image (one inode, link count 2), not a copy: both are made in one step.
+#[test]
+#[ignore = "needs the docker engine; run by hack/test"]
+fn a_hard_link_to_a_file_of_its_section_is_a_link_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = cache_spec(dir.path(), "in-place.yaml");
+    let id = run_id("hard-link");
+    let tag = unique_tag("cache-hard-link");
+    let _images = Images(vec![tag.clone()]);
+    let (ok, log) = build(&spec, "os", Some(&tag), &["--build-arg", &id], dir.path());
+    assert!(ok, "{log}");
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "stat",
+        &tag,
+        "-c",
+        "%U:%G %a %h %i",
+        "/usr/local/bin/hello",
+        "/usr/local/bin/hi",
+        "/home/core/notes/todo",
+    ]);
+    let stat = text(&out);
+    assert!(out.status.success(), "{stat}");
+    let lines: Vec<&str> = stat.lines().collect();
+    assert_eq!(lines.len(), 3, "{stat}");
+    assert!(lines[0].starts_with("root:root 755 2 "), "{stat}");
+    assert_eq!(lines[0], lines[1], "not one inode:\n{stat}");
+    assert!(lines[2].starts_with("core:core 640 1 "), "{stat}");
+}

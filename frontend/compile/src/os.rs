@@ -418,21 +418,23 @@ fn epoch_layer(
     State::merge(&[os.clone(), fixed], named("onto the OS"))
 }
 
-/// Where [`epoch_in_place`] mounts the files it copies into the OS: in runc's `/dev` tmpfs, as
+/// Where [`copied_in_place`] mounts the files it copies into the OS: in runc's `/dev` tmpfs, as
 /// [`super::script::SCRIPT_DIR`], so the mount point leaves no trace in the layer.
 pub const STORAGE_DIR: &str = "/dev/nodestamp-storage";
 
-/// With `SOURCE_DATE_EPOCH`, a `storage` that cannot be written on scratch ([`on_scratch`]: an
-/// owner by name, a hard link): its files are written on scratch by file actions without
-/// owners (`meta`, located at the copies as the file actions in place are), then one step in
-/// the OS ([`os_shell`], so everything it changes, the directories it adds entries to too, gets
-/// that time) copies them in and does what the file actions in place do: missing directories
-/// made with their mode and owner (existing ones left as they are), files replaced, owners set
-/// (names resolve in the OS; a user without a group gets that user's primary group), links
-/// made, special modes set. File actions in place would leave the current time on the
-/// directories they add entries to, and a later step cannot change that in their layer. With
-/// `skip_inline`, the inline files are already in `os` (written by [`super::inline`]).
-fn epoch_in_place(
+/// A `storage` that cannot be written on scratch ([`on_scratch`]: an owner by name, a hard
+/// link), when `SOURCE_DATE_EPOCH` is set or a hard link's target is one of its own files: its
+/// files are written on scratch by file actions without owners (`meta`, located at the copies
+/// as the file actions in place are), then one step in the OS ([`os_shell`]) copies them in and
+/// does what the file actions in place do: missing directories made with their mode and owner
+/// (existing ones left as they are), files replaced, owners set (names resolve in the OS; a
+/// user without a group gets that user's primary group), links made, special modes set. Why
+/// one step: file actions in place leave the current time on the directories they add entries
+/// to, and a later step cannot change that in their layer (with `SOURCE_DATE_EPOCH`, this
+/// step's changes all get that time); and a hard link made a step after its target would be a
+/// copy, since a layer cannot hold a hard link to a file of another layer. With `skip_inline`,
+/// the inline files are already in `os` (written by [`super::inline`]).
+fn copied_in_place(
     ctx: &Ctx,
     os: State,
     storage: &spec::Storage,
@@ -487,7 +489,7 @@ fn chown_arg(user: &Option<spec::Owner>, group: &Option<spec::Owner>) -> Option<
     }
 }
 
-/// The script of [`epoch_in_place`], copying files from `src` (their paths under it).
+/// The script of [`copied_in_place`], copying files from `src` (their paths under it).
 fn in_place_script(
     storage: &spec::Storage,
     extra_files: &[(&str, u32, Vec<u8>)],
@@ -767,11 +769,17 @@ pub(crate) fn compile<'a>(ctx: &Ctx, spec: &'a Spec) -> State {
                     let layer = with_inline(layer);
                     return epoch_layer(ctx, &st, &layer, &links, &modes, &meta);
                 }
-                if epoch.is_some() {
+                // A layer cannot hold a hard link to a file of another layer: a hard link to a
+                // file of this section is one only when both are made in the same step.
+                let linked_within = storage
+                    .links
+                    .iter()
+                    .any(|l| l.hard && storage.files.iter().any(|f| f.path == l.target));
+                if epoch.is_some() || linked_within {
                     // Large inline contents first: the step then leaves them alone but for
                     // their special modes and the links to them.
                     let st = with_inline(st);
-                    return epoch_in_place(ctx, st, storage, &extra, inline.is_some(), meta);
+                    return copied_in_place(ctx, st, storage, &extra, inline.is_some(), meta);
                 }
                 let links_meta = llb_graph::Meta {
                     name: meta.name.as_ref().map(|n| format!("{n}: links and modes")),
@@ -1040,12 +1048,17 @@ mod epoch_tests {
     /// The generated scripts (step name, script) of the OS target's execs, and whether any
     /// file action of the definition gives an owner by name.
     fn compiled(epoch: Option<i64>) -> (Vec<(String, String)>, bool) {
-        let loaded = nodestamp_spec::load("node.yaml", SPEC.as_bytes(), &BTreeMap::new()).unwrap();
+        compiled_from(SPEC, epoch)
+    }
+
+    /// [`compiled`] for the spec `text`.
+    fn compiled_from(text: &str, epoch: Option<i64>) -> (Vec<(String, String)>, bool) {
+        let loaded = nodestamp_spec::load("node.yaml", text.as_bytes(), &BTreeMap::new()).unwrap();
         let opts = CompileOptions {
             source_date_epoch: epoch,
             ..CompileOptions::default()
         };
-        let def = compile_target(&loaded.spec, SPEC.as_bytes(), &opts, &Target::Os)
+        let def = compile_target(&loaded.spec, text.as_bytes(), &opts, &Target::Os)
             .marshal()
             .unwrap();
         let ops = decode_ops(&def).unwrap().ops;
@@ -1108,15 +1121,43 @@ mod epoch_tests {
         assert!(!script.contains("touch"), "{script}");
     }
 
+    /// Without `SOURCE_DATE_EPOCH`, owners by name stay file actions in place, links and modes a
+    /// step after them.
     #[test]
     fn without_source_date_epoch_storage_in_place_stays_file_actions() {
-        let (scripts, named_owner) = compiled(None);
+        let link =
+            "      - { path: /usr/local/bin/hi, target: /usr/local/bin/hello, hard: true }\n";
+        assert!(SPEC.contains(link));
+        let symlink = SPEC.replace(link, "      - { path: /usr/local/bin/hi, target: hello }\n");
+        let (scripts, named_owner) = compiled_from(&symlink, None);
         assert!(named_owner);
         let names: Vec<&str> = scripts.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names.contains(&"files (4): links and modes"), "{names:?}");
         assert!(
             !names.iter().any(|n| n.ends_with("onto the OS")),
             "{names:?}"
+        );
+    }
+
+    /// A hard link to a file of its own section is made in the step that copies that file in,
+    /// also without `SOURCE_DATE_EPOCH` (else the layer would hold a copy); no owner is resolved
+    /// by a file action then either.
+    #[test]
+    fn without_source_date_epoch_a_hard_link_to_its_sections_file_is_made_with_it() {
+        let (scripts, named_owner) = compiled(None);
+        assert!(!named_owner, "a file action on the OS resolves an owner");
+        let files: Vec<&(String, String)> = scripts
+            .iter()
+            .filter(|(n, _)| n.starts_with("files"))
+            .collect();
+        assert_eq!(files.len(), 1, "{scripts:#?}");
+        assert_eq!(files[0].0, "files (4): onto the OS");
+        assert!(
+            files[0]
+                .1
+                .contains("ln -f /usr/local/bin/hello /usr/local/bin/hi\n"),
+            "{}",
+            files[0].1
         );
     }
 
