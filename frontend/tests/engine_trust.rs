@@ -383,7 +383,8 @@ fn the_mounted_scripts_leave_no_trace_in_the_node() {
         "base.yaml",
         "version: 1\nname: no-trace-base\nos:\n  from: debian:bookworm\n",
     ));
-    // Users, a hard link and a set-user-ID file (the links-and-modes step), a `run` entry.
+    // Users, a set-user-ID file and a hard link to it (one step copies the section in, with the
+    // files mounted at /dev/nodestamp-storage beside its script), a `run` entry.
     let body = "version: 1\nname: no-trace\nos:\n  from: debian:bookworm\n  passwd:\n    users:\n      - { name: core }\n  storage:\n    files:\n      - { path: /usr/local/bin/suid, mode: 04755, contents: { inline: \"#!/bin/sh\\n\" } }\n    links:\n      - { path: /usr/local/bin/hard, target: /usr/local/bin/suid, hard: true }\n  run:\n    - echo ran > /etc/nodestamp-ran\n";
     let spec = PathBuf::from(common::write_spec(&dir, "no-trace.yaml", body));
     let tar = |name: &str| dir.join(name);
@@ -394,7 +395,11 @@ fn the_mounted_scripts_leave_no_trace_in_the_node() {
     assert!(ok, "{log}");
     let (ok, log) = build(&spec, "os", None, &["-o", &to("node.tar")], &dir);
     assert!(ok, "{log}");
-    for step in ["groups: -; users: core", "links and modes", "run: echo ran"] {
+    for step in [
+        "groups: -; users: core",
+        "files (2): onto the OS",
+        "run: echo ran",
+    ] {
         assert!(log.contains(step), "no step {step:?}:\n{log}");
     }
     let (base, node) = (
