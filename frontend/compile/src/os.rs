@@ -1096,17 +1096,23 @@ mod epoch_tests {
         (scripts, named_owner)
     }
 
-    #[test]
-    fn with_source_date_epoch_storage_in_place_is_one_settled_step() {
-        let (scripts, named_owner) = compiled(Some(1_700_000_000));
+    /// The script of the one step that copies [`SPEC`]'s storage into the OS, after checking
+    /// that it is the only files step and that no file action resolves an owner by name.
+    fn onto_the_os_script(epoch: Option<i64>) -> String {
+        let (scripts, named_owner) = compiled(epoch);
         assert!(!named_owner, "a file action on the OS resolves an owner");
         let files: Vec<&(String, String)> = scripts
             .iter()
             .filter(|(n, _)| n.starts_with("files"))
             .collect();
         assert_eq!(files.len(), 1, "{scripts:#?}");
-        let (name, script) = files[0];
-        assert_eq!(name, "files (4): onto the OS");
+        assert_eq!(files[0].0, "files (4): onto the OS");
+        files[0].1.clone()
+    }
+
+    #[test]
+    fn with_source_date_epoch_storage_in_place_is_one_settled_step() {
+        let script = onto_the_os_script(Some(1_700_000_000));
         for line in [
             "mkdirs 0700 core:\"$(id -g core)\" /home/core/notes\n",
             "cp -RP -- /dev/nodestamp-storage/home/core/notes/todo /home/core/notes/todo\n",
@@ -1144,20 +1150,10 @@ mod epoch_tests {
     /// by a file action then either.
     #[test]
     fn without_source_date_epoch_a_hard_link_to_its_sections_file_is_made_with_it() {
-        let (scripts, named_owner) = compiled(None);
-        assert!(!named_owner, "a file action on the OS resolves an owner");
-        let files: Vec<&(String, String)> = scripts
-            .iter()
-            .filter(|(n, _)| n.starts_with("files"))
-            .collect();
-        assert_eq!(files.len(), 1, "{scripts:#?}");
-        assert_eq!(files[0].0, "files (4): onto the OS");
+        let script = onto_the_os_script(None);
         assert!(
-            files[0]
-                .1
-                .contains("ln -f /usr/local/bin/hello /usr/local/bin/hi\n"),
-            "{}",
-            files[0].1
+            script.contains("ln -f /usr/local/bin/hello /usr/local/bin/hi\n"),
+            "{script}"
         );
     }
 
